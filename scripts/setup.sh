@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Everything the build and the tests need, on a fresh Debian/Ubuntu machine. Idempotent:
+# each step is skipped when already done.
+#   - build tools for llama.cpp (cmake, clang/libclang for bindgen, a C++ compiler)
+#   - the wasm32-wasip1 Rust target for the guests
+#   - WasmEdge 0.14.1 (scripts/install-wasmedge.sh)
+#   - the test models (scripts/fetch-models.sh)
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+log() { echo "[setup] $*" >&2; }
+
+PKGS=(build-essential cmake clang libclang-dev pkg-config patchelf unzip ca-certificates)
+missing=()
+for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
+  log "installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+command -v cargo >/dev/null || { log "Rust is needed: install it with rustup (https://rustup.rs)"; exit 1; }
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1; then
+  log "adding the wasm32-wasip1 target"
+  rustup target add wasm32-wasip1
+fi
+
+bash "$ROOT/scripts/install-wasmedge.sh"
+bash "$ROOT/scripts/fetch-models.sh" "$@"

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Set up, build, and run every test: the plugin's unit tests and the end-to-end tests that
+# drive the real wasmedge CLI with real guests and models. Extra arguments go to cargo test
+# (e.g. a test name).
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+bash "$ROOT/scripts/setup.sh"
+bash "$ROOT/scripts/build.sh"
+cd "$ROOT"
+# ggml's worker threads spin-wait: two models running at once on a small machine starve each
+# other, so the tests run one at a time.
+cargo test --release --locked --workspace "$@" -- --test-threads=1
