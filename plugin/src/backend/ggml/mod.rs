@@ -1,0 +1,107 @@
+//! The GGML backend: GGUF language models through llama.cpp (llama-cpp-2). The model
+//! weights are loaded once per graph and shared; each execution context has its own
+//! llama.cpp context and KV cache.
+
+mod context;
+mod native_log;
+pub mod options;
+mod session;
+
+use crate::abi::ExecutionTarget;
+use crate::backend::{Backend, ExecutionContext, Graph};
+use crate::error::{NnError, NnResult};
+use context::GgmlContext;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::LlamaModel;
+use once_cell::sync::OnceCell;
+use options::Options;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+pub struct GgmlBackend;
+
+pub fn backend() -> &'static dyn Backend {
+    &GgmlBackend
+}
+
+/// llama.cpp's process-wide initialisation, done once.
+fn llama_backend() -> NnResult<&'static LlamaBackend> {
+    static BACKEND: OnceCell<LlamaBackend> = OnceCell::new();
+    BACKEND.get_or_try_init(|| {
+        native_log::install();
+        LlamaBackend::init().map_err(|e| NnError::runtime(format!("cannot initialise llama.cpp: {e}")))
+    })
+}
+
+pub struct GgmlGraph {
+    model: Arc<LlamaModel>,
+    /// The load-time options: every context starts from these.
+    options: Options,
+}
+
+impl GgmlBackend {
+    fn load(&self, path: &Path, options: Options) -> NnResult<Box<dyn Graph>> {
+        let backend = llama_backend()?;
+        let params = LlamaModelParams::default()
+            .with_n_gpu_layers(options.n_gpu_layers.clamp(0, u32::MAX as i64) as u32)
+            .with_main_gpu(options.main_gpu.clamp(0, i32::MAX as i64) as i32)
+            .with_use_mmap(options.use_mmap)
+            .with_use_mlock(options.use_mlock);
+        let started = std::time::Instant::now();
+        let model = LlamaModel::load_from_file(backend, path, &params).map_err(|e| {
+            NnError::invalid_argument(format!(
+                "llama.cpp cannot load '{}' as a GGUF model ({e}); turn on the log for llama.cpp's reason",
+                path.display()
+            ))
+        })?;
+        log::info!(
+            "loaded {} ({} parameters, {} MiB) in {} ms",
+            path.display(),
+            model.n_params(),
+            model.size() >> 20,
+            started.elapsed().as_millis()
+        );
+        Ok(Box::new(Arc::new(GgmlGraph { model: Arc::new(model), options })))
+    }
+}
+
+fn options_from(config: Option<&[u8]>) -> NnResult<Options> {
+    let mut options = Options::default();
+    if let Some(json) = config.filter(|c| !c.is_empty()) {
+        options.apply_json(json)?;
+    }
+    options.apply_logging();
+    Ok(options)
+}
+
+impl Backend for GgmlBackend {
+    fn load_from_builders(&self, builders: &[&[u8]], _target: ExecutionTarget) -> NnResult<Box<dyn Graph>> {
+        let (model, config) = match builders {
+            [model] => (*model, None),
+            [model, config, ..] => (*model, Some(*config)),
+            [] => return Err(NnError::invalid_argument("load needs the model bytes as builder 0")),
+        };
+        let options = options_from(config)?;
+        // llama.cpp loads from files: write the bytes to an unnamed-after-use temporary file.
+        let mut file = tempfile::Builder::new()
+            .prefix("wasmedge-nn-")
+            .suffix(".gguf")
+            .tempfile()
+            .map_err(|e| NnError::runtime(format!("cannot create a temporary file for the model: {e}")))?;
+        file.write_all(model)
+            .map_err(|e| NnError::runtime(format!("cannot write the model to {}: {e}", file.path().display())))?;
+        self.load(file.path(), options)
+    }
+
+    fn load_from_file(&self, path: &Path, config: Option<&[u8]>, _target: ExecutionTarget) -> NnResult<Box<dyn Graph>> {
+        self.load(path, options_from(config)?)
+    }
+}
+
+impl Graph for Arc<GgmlGraph> {
+    fn init_execution_context(&self) -> NnResult<Box<dyn ExecutionContext>> {
+        Ok(Box::new(GgmlContext::new(self.clone())))
+    }
+}

@@ -1,0 +1,240 @@
+//! GGML metadata: the JSON config of `load`/`load_by_name_with_config`, and the per-context
+//! JSON at input index 1. Keys carry llama.cpp's meanings. Unknown keys are ignored (guests
+//! send extra ones); a key of the wrong JSON type is InvalidArgument; JSON that does not
+//! parse is InvalidEncoding.
+
+use crate::error::{NnError, NnResult};
+use serde::Deserialize;
+
+/// Everything that shapes a model load, a llama.cpp context and a generation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Options {
+    // Logging and output.
+    pub enable_log: bool,
+    pub enable_debug_log: bool,
+    pub stream_stdout: bool,
+    // Model (read at load time only).
+    pub n_gpu_layers: i64,
+    pub main_gpu: i64,
+    pub use_mmap: bool,
+    pub use_mlock: bool,
+    // Context.
+    pub ctx_size: u32,
+    pub batch_size: u32,
+    pub ubatch_size: u32,
+    pub threads: u32,
+    pub threads_batch: u32,
+    pub flash_attn: Option<bool>,
+    // Generation.
+    /// Tokens to generate; negative: until end of generation or a full context.
+    pub n_predict: i64,
+    pub reverse_prompt: Option<String>,
+    pub ignore_eos: bool,
+    pub temp: f64,
+    pub top_k: i32,
+    pub top_p: f64,
+    pub min_p: f64,
+    pub repeat_penalty: f64,
+    pub presence_penalty: f64,
+    pub frequency_penalty: f64,
+    /// Sampling seed; u32::MAX (llama.cpp's LLAMA_DEFAULT_SEED) picks a random one.
+    pub seed: u32,
+    /// Tokens the repetition penalties look back on (llama.cpp's penalty_last_n).
+    pub repeat_last_n: i32,
+}
+
+/// The cores this process may run on (affinity and cgroup quotas included). WasmEdge's own
+/// plugin defaults to 4 threads, which on a 2-core machine oversubscribes ggml's spinning
+/// workers and makes generation about a thousand times slower.
+pub fn available_cores() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        let cores = available_cores();
+        Self {
+            enable_log: false,
+            enable_debug_log: false,
+            stream_stdout: false,
+            n_gpu_layers: 0,
+            main_gpu: 0,
+            use_mmap: true,
+            use_mlock: false,
+            ctx_size: 4096,
+            batch_size: 2048,
+            ubatch_size: 512,
+            threads: cores,
+            threads_batch: cores,
+            flash_attn: None,
+            n_predict: -1,
+            reverse_prompt: None,
+            ignore_eos: false,
+            temp: 0.8,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            repeat_penalty: 1.0,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
+            seed: u32::MAX,
+            repeat_last_n: 64,
+        }
+    }
+}
+
+/// The keys a guest may send, each optional. Types are strict: `"ctx-size": "512"` or a
+/// negative size is InvalidArgument.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+struct Metadata {
+    enable_log: Option<bool>,
+    enable_debug_log: Option<bool>,
+    stream_stdout: Option<bool>,
+    n_gpu_layers: Option<i64>,
+    main_gpu: Option<i64>,
+    use_mmap: Option<bool>,
+    use_mlock: Option<bool>,
+    ctx_size: Option<u32>,
+    batch_size: Option<u32>,
+    ubatch_size: Option<u32>,
+    threads: Option<u32>,
+    threads_batch: Option<u32>,
+    flash_attn: Option<bool>,
+    n_predict: Option<i64>,
+    reverse_prompt: Option<String>,
+    ignore_eos: Option<bool>,
+    temp: Option<f64>,
+    top_k: Option<i32>,
+    top_p: Option<f64>,
+    min_p: Option<f64>,
+    repeat_penalty: Option<f64>,
+    presence_penalty: Option<f64>,
+    frequency_penalty: Option<f64>,
+    seed: Option<u64>,
+    repeat_last_n: Option<i32>,
+}
+
+macro_rules! apply {
+    ($opts:ident, $meta:ident, $($field:ident),*) => {
+        $( if let Some(v) = $meta.$field { $opts.$field = v; } )*
+    };
+}
+
+impl Options {
+    /// Apply a JSON document on top of these options. Nothing changes when it fails.
+    pub fn apply_json(&mut self, json: &[u8]) -> NnResult<()> {
+        let value: serde_json::Value = serde_json::from_slice(json)
+            .map_err(|e| NnError::invalid_encoding(format!("metadata is not valid JSON: {e}")))?;
+        if !value.is_object() {
+            return Err(NnError::invalid_argument(format!("metadata must be a JSON object, got: {value}")));
+        }
+        let m: Metadata = serde_json::from_value(value)
+            .map_err(|e| NnError::invalid_argument(format!("metadata has a value of the wrong type: {e}")))?;
+        let mut next = self.clone();
+        apply!(next, m,
+            enable_log, enable_debug_log, stream_stdout, n_gpu_layers, main_gpu, use_mmap, use_mlock,
+            ctx_size, batch_size, ubatch_size, threads, threads_batch, n_predict, ignore_eos,
+            temp, top_k, top_p, min_p, repeat_penalty, presence_penalty, frequency_penalty, repeat_last_n);
+        if let Some(fa) = m.flash_attn {
+            next.flash_attn = Some(fa);
+        }
+        if let Some(rp) = m.reverse_prompt {
+            next.reverse_prompt = (!rp.is_empty()).then_some(rp);
+        }
+        if let Some(seed) = m.seed {
+            // llama.cpp seeds are 32-bit; larger values (WasmEdge's u64 default) mean random.
+            next.seed = u32::try_from(seed).unwrap_or(u32::MAX);
+        }
+        if m.threads.is_some() && m.threads_batch.is_none() {
+            next.threads_batch = next.threads;
+        }
+        next.validate()?;
+        *self = next;
+        Ok(())
+    }
+
+    fn validate(&self) -> NnResult<()> {
+        let bad = |what: &str| Err(NnError::invalid_argument(what.to_string()));
+        if self.ctx_size < 8 {
+            return bad("ctx-size must be at least 8");
+        }
+        if self.batch_size == 0 || self.ubatch_size == 0 {
+            return bad("batch-size and ubatch-size must be positive");
+        }
+        if self.threads == 0 || self.threads_batch == 0 {
+            return bad("threads and threads-batch must be positive");
+        }
+        if !(self.temp.is_finite() && self.top_p.is_finite() && self.min_p.is_finite()) {
+            return bad("temp, top-p and min-p must be finite numbers");
+        }
+        if !(self.repeat_penalty.is_finite() && self.repeat_penalty > 0.0) {
+            return bad("repeat-penalty must be a positive number (1.0 disables it)");
+        }
+        if !(self.presence_penalty.is_finite() && self.frequency_penalty.is_finite()) {
+            return bad("presence-penalty and frequency-penalty must be finite numbers");
+        }
+        Ok(())
+    }
+
+    /// Apply the logging switches to the process-wide log level (they only ever raise it).
+    pub fn apply_logging(&self) {
+        if self.enable_debug_log {
+            crate::logging::raise_level(log::LevelFilter::Debug);
+        } else if self.enable_log {
+            crate::logging::raise_level(log::LevelFilter::Info);
+        }
+    }
+
+    /// Whether two option sets need different llama.cpp contexts.
+    pub fn same_context(&self, other: &Options) -> bool {
+        (self.ctx_size, self.batch_size, self.ubatch_size, self.threads, self.threads_batch, self.flash_attn)
+            == (other.ctx_size, other.batch_size, other.ubatch_size, other.threads, other.threads_batch, other.flash_attn)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::abi::Errno;
+
+    #[test]
+    fn applies_known_keys_and_ignores_unknown_ones() {
+        let mut o = Options::default();
+        o.apply_json(br#"{"ctx-size": 1024, "temp": 0, "n-predict": 32, "threads": 3, "some-client-key": [1]}"#).unwrap();
+        assert_eq!((o.ctx_size, o.temp, o.n_predict, o.threads, o.threads_batch), (1024, 0.0, 32, 3, 3));
+    }
+
+    #[test]
+    fn wrong_type_is_invalid_argument_and_changes_nothing() {
+        let mut o = Options::default();
+        let e = o.apply_json(br#"{"n-predict": 5, "ctx-size": "512"}"#).unwrap_err();
+        assert_eq!(e.errno, Errno::InvalidArgument);
+        assert!(e.message.contains("ctx-size") || e.message.contains("string"), "{}", e.message);
+        assert_eq!(o, Options::default());
+        assert_eq!(o.apply_json(br#"{"ctx-size": -1}"#).unwrap_err().errno, Errno::InvalidArgument);
+        assert_eq!(o.apply_json(br#"[1, 2]"#).unwrap_err().errno, Errno::InvalidArgument);
+    }
+
+    #[test]
+    fn unparsable_json_is_invalid_encoding() {
+        let mut o = Options::default();
+        assert_eq!(o.apply_json(b"{\"temp\": ").unwrap_err().errno, Errno::InvalidEncoding);
+    }
+
+    #[test]
+    fn defaults_follow_the_cores_available() {
+        let o = Options::default();
+        assert_eq!(o.threads, available_cores());
+        assert!(o.threads >= 1);
+    }
+
+    #[test]
+    fn large_seed_means_random() {
+        let mut o = Options::default();
+        o.apply_json(br#"{"seed": 18446744073709551615}"#).unwrap();
+        assert_eq!(o.seed, u32::MAX);
+        o.apply_json(br#"{"seed": 42}"#).unwrap();
+        assert_eq!(o.seed, 42);
+    }
+}

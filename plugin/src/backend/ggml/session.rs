@@ -1,0 +1,259 @@
+//! One llama.cpp context (KV cache included) over a shared model, and the token-by-token
+//! generation that `compute` and `compute_single` both drive, so a stream yields exactly the
+//! text a whole compute produces.
+
+use super::options::Options;
+use crate::abi::Errno;
+use crate::error::{NnError, NnResult};
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
+use llama_cpp_2::DecodeError;
+use std::io::Write;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+
+type Ctx<'model> = LlamaContext<'model>;
+
+self_cell::self_cell!(
+    /// A llama.cpp context together with the model it borrows.
+    struct ModelContext {
+        owner: Arc<LlamaModel>,
+        #[covariant]
+        dependent: Ctx,
+    }
+);
+
+/// llama.cpp's context creation writes to the model (see llama-cpp-2's `new_context`): never
+/// create two at once.
+static CONTEXT_CREATION: Mutex<()> = Mutex::new(());
+
+pub struct Session {
+    cell: ModelContext,
+    batch: LlamaBatch<'static>,
+    /// The options the context was made with.
+    options: Options,
+    /// Positions filled in the KV cache.
+    n_past: i32,
+}
+
+/// Why a generation stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    /// The model produced an end-of-generation token.
+    EndOfGeneration,
+    /// `n-predict` tokens were generated.
+    Limit,
+    /// The output ends with the reverse prompt.
+    ReversePrompt,
+    /// No room left in the context for the next token.
+    ContextFull,
+}
+
+impl Session {
+    pub fn new(backend: &LlamaBackend, model: Arc<LlamaModel>, options: &Options) -> NnResult<Self> {
+        let flash = match options.flash_attn {
+            None => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO,
+            Some(true) => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,
+            Some(false) => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED,
+        };
+        let batch = options.batch_size.min(options.ctx_size);
+        let params = LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(options.ctx_size))
+            .with_n_batch(batch)
+            .with_n_ubatch(options.ubatch_size.min(batch))
+            .with_n_threads(options.threads as i32)
+            .with_n_threads_batch(options.threads_batch as i32)
+            .with_flash_attention_policy(flash);
+        let cell = {
+            let _guard = CONTEXT_CREATION.lock().unwrap_or_else(|p| p.into_inner());
+            ModelContext::try_new(model, |m| m.new_context(backend, params))
+        }
+        .map_err(|e| {
+            NnError::runtime(format!(
+                "cannot create a llama.cpp context with ctx-size {} (out of memory?): {e}",
+                options.ctx_size
+            ))
+        })?;
+        let n_batch = cell.borrow_dependent().n_batch() as usize;
+        Ok(Self { cell, batch: LlamaBatch::new(n_batch, 1), options: options.clone(), n_past: 0 })
+    }
+
+    /// Take new generation options (sampling, limits); the context-shaping ones must match.
+    pub fn set_options(&mut self, options: &Options) {
+        debug_assert!(self.options.same_context(options));
+        if self.options != *options {
+            self.options = options.clone();
+        }
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    pub fn model(&self) -> &LlamaModel {
+        self.cell.borrow_owner()
+    }
+
+    /// The usable context length: the ctx-size asked for (llama.cpp may allocate more).
+    pub fn n_ctx(&self) -> u32 {
+        self.cell.borrow_dependent().n_ctx().min(self.options.ctx_size)
+    }
+
+    /// Evaluate a prompt from an empty KV cache; logits are kept for its last token only.
+    pub fn eval_prompt(&mut self, prompt: &[LlamaToken]) -> NnResult<()> {
+        let Self { cell, batch, n_past, .. } = self;
+        *n_past = 0;
+        cell.with_dependent_mut(|_, ctx| {
+            ctx.clear_kv_cache();
+            let n_batch = ctx.n_batch() as usize;
+            for (c, chunk) in prompt.chunks(n_batch).enumerate() {
+                batch.clear();
+                let last_chunk = (c + 1) * n_batch >= prompt.len();
+                for (i, &tok) in chunk.iter().enumerate() {
+                    let is_last = last_chunk && i + 1 == chunk.len();
+                    batch.add(tok, *n_past + i as i32, &[0], is_last).map_err(|e| NnError::runtime(e.to_string()))?;
+                }
+                ctx.decode(batch).map_err(decode_error)?;
+                *n_past += chunk.len() as i32;
+            }
+            Ok(())
+        })
+    }
+
+    /// Append one token at the next position.
+    fn eval_token(&mut self, token: LlamaToken) -> NnResult<()> {
+        let Self { cell, batch, n_past, .. } = self;
+        batch.clear();
+        batch.add(token, *n_past, &[0], true).map_err(|e| NnError::runtime(e.to_string()))?;
+        cell.with_dependent_mut(|_, ctx| ctx.decode(batch)).map_err(decode_error)?;
+        *n_past += 1;
+        Ok(())
+    }
+}
+
+fn decode_error(e: DecodeError) -> NnError {
+    match e {
+        DecodeError::NoKvCacheSlot => NnError::new(Errno::ContextFull, "no room left in the KV cache"),
+        e => NnError::runtime(format!("llama.cpp failed to evaluate tokens: {e}")),
+    }
+}
+
+/// The sampler chain for these options: llama.cpp's usual order (penalties, top-k, top-p,
+/// min-p, temperature, then a seeded draw); temperature 0 or less means greedy.
+pub fn sampler(model: &LlamaModel, o: &Options) -> LlamaSampler {
+    let mut chain = Vec::with_capacity(6);
+    if o.repeat_penalty != 1.0 || o.frequency_penalty != 0.0 || o.presence_penalty != 0.0 {
+        chain.push(LlamaSampler::penalties(
+            model.n_vocab(),
+            o.repeat_last_n,
+            o.repeat_penalty as f32,
+            o.frequency_penalty as f32,
+            o.presence_penalty as f32,
+        ));
+    }
+    if o.temp <= 0.0 {
+        chain.push(LlamaSampler::greedy());
+    } else {
+        if o.top_k > 0 {
+            chain.push(LlamaSampler::top_k(o.top_k));
+        }
+        chain.push(LlamaSampler::top_p(o.top_p as f32, 1));
+        chain.push(LlamaSampler::min_p(o.min_p as f32, 1));
+        chain.push(LlamaSampler::temp(o.temp as f32));
+        chain.push(LlamaSampler::dist(o.seed));
+    }
+    LlamaSampler::chain_simple(chain)
+}
+
+/// One generation in progress: a prompt has been evaluated; tokens are drawn one at a time.
+pub struct Generation {
+    sampler: LlamaSampler,
+    /// Sampled and handed out, but not yet evaluated (that happens on the next step, so a
+    /// step returns as soon as its token is known).
+    pending: Option<LlamaToken>,
+    generated: i64,
+    ended: Option<End>,
+    /// Where the last token's bytes start in the output.
+    last_piece: usize,
+}
+
+impl Generation {
+    pub fn start(session: &mut Session, prompt: &[LlamaToken]) -> NnResult<Self> {
+        let n_ctx = session.n_ctx() as usize;
+        if prompt.len() + 4 > n_ctx {
+            return Err(NnError::new(
+                Errno::PromptTooLong,
+                format!(
+                    "the prompt has {} tokens but ctx-size is {n_ctx} (at most ctx-size - 4 fit); \
+                     raise ctx-size or shorten the prompt",
+                    prompt.len()
+                ),
+            ));
+        }
+        session.eval_prompt(prompt)?;
+        let sampler = sampler(session.model(), session.options());
+        Ok(Self { sampler, pending: None, generated: 0, ended: None, last_piece: 0 })
+    }
+
+    pub fn generated(&self) -> i64 {
+        self.generated
+    }
+
+    /// The bytes of the last token handed out.
+    pub fn last_piece<'o>(&self, output: &'o [u8]) -> &'o [u8] {
+        &output[self.last_piece.min(output.len())..]
+    }
+
+    /// Produce the next token and append its bytes to `output`; `Ok(None)` when a token was
+    /// produced, `Ok(Some(end))` once the generation is over (and on every call after that).
+    pub fn step(&mut self, session: &mut Session, output: &mut Vec<u8>) -> NnResult<Option<End>> {
+        if let Some(end) = self.ended {
+            return Ok(Some(end));
+        }
+        if let Some(token) = self.pending.take() {
+            if session.n_past as u32 >= session.n_ctx() {
+                return Ok(Some(self.end(End::ContextFull)));
+            }
+            match session.eval_token(token) {
+                Err(e) if e.errno == Errno::ContextFull => return Ok(Some(self.end(End::ContextFull))),
+                r => r?,
+            }
+        }
+        let o = &session.options;
+        if o.n_predict >= 0 && self.generated >= o.n_predict {
+            return Ok(Some(self.end(End::Limit)));
+        }
+        let token = self.sampler.sample(session.cell.borrow_dependent(), -1);
+        let model = session.cell.borrow_owner();
+        if model.vocab().is_eog(token) && !o.ignore_eos {
+            return Ok(Some(self.end(End::EndOfGeneration)));
+        }
+        self.last_piece = output.len();
+        model.vocab().token_to_piece_into(token, output, true, None);
+        self.pending = Some(token);
+        self.generated += 1;
+        let piece = &output[self.last_piece..];
+        if o.stream_stdout {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(piece).and_then(|_| out.flush());
+        }
+        if let Some(rp) = &o.reverse_prompt {
+            // Only the tail can newly contain it.
+            let from = self.last_piece.saturating_sub(rp.len());
+            if output[from..].windows(rp.len()).any(|w| w == rp.as_bytes()) {
+                self.ended = Some(End::ReversePrompt);
+            }
+        }
+        Ok(None)
+    }
+
+    fn end(&mut self, end: End) -> End {
+        self.ended = Some(end);
+        end
+    }
+}

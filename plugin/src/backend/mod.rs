@@ -1,0 +1,35 @@
+//! The interface every backend implements. A backend turns model bytes or a model file into a
+//! [`Graph`]; a graph makes [`ExecutionContext`]s, each with its own inference state. Backends
+//! know nothing about WasmEdge or guest memory: they see copied-out tensors and return bytes.
+
+pub mod ggml;
+
+use crate::abi::{ExecutionTarget, Tensor};
+use crate::error::NnResult;
+use std::borrow::Cow;
+use std::path::Path;
+
+pub trait Backend: Send + Sync {
+    /// `load` with the guest's builder buffers (model bytes first, then backend-specific ones).
+    fn load_from_builders(&self, builders: &[&[u8]], target: ExecutionTarget) -> NnResult<Box<dyn Graph>>;
+
+    /// A model preloaded from the host's command line, with the optional config JSON of
+    /// `load_by_name_with_config`.
+    fn load_from_file(&self, path: &Path, config: Option<&[u8]>, target: ExecutionTarget) -> NnResult<Box<dyn Graph>>;
+}
+
+pub trait Graph: Send + Sync {
+    fn init_execution_context(&self) -> NnResult<Box<dyn ExecutionContext>>;
+}
+
+pub trait ExecutionContext: Send {
+    fn set_input(&mut self, index: u32, tensor: Tensor) -> NnResult<()>;
+    /// Run to the end and keep the whole result for `get_output`.
+    fn compute(&mut self) -> NnResult<()>;
+    fn get_output(&mut self, index: u32) -> NnResult<Cow<'_, [u8]>>;
+    /// Advance the stream by one step; `get_output_single` then returns that step's bytes.
+    fn compute_single(&mut self) -> NnResult<()>;
+    fn get_output_single(&mut self, index: u32) -> NnResult<Cow<'_, [u8]>>;
+    /// End the stream and make the context ready for a new one.
+    fn fini_single(&mut self) -> NnResult<()>;
+}

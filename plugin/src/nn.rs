@@ -1,0 +1,178 @@
+//! The WASI-NN operations, one function per host function, in terms of guest memory and
+//! handles. Every guest pointer is checked before anything is changed, so a call that fails
+//! on a bad pointer leaves no half-made graph or context behind.
+
+use crate::abi::{Errno, ExecutionTarget, GraphEncoding, GuestMemory};
+use crate::backend::{self, Backend, ExecutionContext};
+use crate::error::{NnError, NnResult};
+use crate::preload::Preload;
+use crate::registry::{self, Registry, SharedContext};
+use once_cell::sync::OnceCell;
+use std::borrow::Cow;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+static REGISTRY: OnceCell<Mutex<Registry>> = OnceCell::new();
+
+/// Set the preloaded models; the first call wins (WasmEdge may create the module more than once).
+pub fn init(preloads: Vec<Preload>) {
+    REGISTRY.get_or_init(|| Mutex::new(Registry::new(preloads)));
+}
+
+fn registry() -> MutexGuard<'static, Registry> {
+    let r = REGISTRY.get_or_init(|| Mutex::new(Registry::new(Vec::new())));
+    // The registry's own methods never panic while it is locked; recover from poisoning anyway.
+    r.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn backend_for(encoding: GraphEncoding, model: Option<&[u8]>) -> NnResult<&'static dyn Backend> {
+    match encoding {
+        GraphEncoding::Ggml => Ok(backend::ggml::backend()),
+        GraphEncoding::Autodetect if model.is_some_and(|m| m.starts_with(b"GGUF")) => Ok(backend::ggml::backend()),
+        other => Err(NnError::invalid_encoding(format!(
+            "graph encoding '{}' is not supported by this plugin (supported: ggml)",
+            other.name()
+        ))),
+    }
+}
+
+fn encoding(raw: u32) -> NnResult<GraphEncoding> {
+    GraphEncoding::from_u32(raw).ok_or_else(|| NnError::invalid_encoding(format!("unknown graph encoding {raw}")))
+}
+
+fn target(raw: u32) -> NnResult<ExecutionTarget> {
+    ExecutionTarget::from_u32(raw).ok_or_else(|| NnError::invalid_argument(format!("unknown execution target {raw}")))
+}
+
+/// Check that a u32 out-parameter can be written, before doing the work that produces it.
+fn out_param(mem: &dyn GuestMemory, at: u32) -> NnResult<()> {
+    mem.bytes(at, 4).map(|_| ())
+}
+
+pub fn load(mem: &mut dyn GuestMemory, builders: u32, count: u32, enc: u32, tgt: u32, out_graph: u32) -> NnResult<()> {
+    let (enc, tgt) = (encoding(enc)?, target(tgt)?);
+    out_param(mem, out_graph)?;
+    let builders = mem.builders(builders, count)?;
+    let graph = backend_for(enc, builders.first().copied())?.load_from_builders(&builders, tgt)?;
+    let handle = registry().add_graph(Arc::from(graph), None);
+    mem.write_u32(out_graph, handle)
+}
+
+pub fn load_by_name(mem: &mut dyn GuestMemory, name: u32, name_len: u32, out_graph: u32) -> NnResult<()> {
+    load_by_name_with_config(mem, name, name_len, 0, 0, out_graph)
+}
+
+pub fn load_by_name_with_config(
+    mem: &mut dyn GuestMemory,
+    name: u32,
+    name_len: u32,
+    config: u32,
+    config_len: u32,
+    out_graph: u32,
+) -> NnResult<()> {
+    let name = mem.str(name, name_len, "the model name")?.to_owned();
+    let config = mem.bytes(config, config_len)?.to_vec();
+    out_param(mem, out_graph)?;
+
+    let preload = {
+        let reg = registry();
+        if let Some(handle) = reg.graph_by_name(&name) {
+            // As WasmEdge's plugin: one graph per name; a new config does not reload it.
+            log::debug!("'{name}' is already loaded as graph {handle}");
+            return mem.write_u32(out_graph, handle);
+        }
+        reg.preload(&name)?
+    };
+    if !preload.path.is_file() {
+        return Err(NnError::new(
+            Errno::ModelNotFound,
+            format!(
+                "model file '{}' for '{name}' does not exist (as seen from the host's working directory {})",
+                preload.path.display(),
+                std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default()
+            ),
+        ));
+    }
+    // Loading takes a while: no lock is held meanwhile.
+    let config = (!config.is_empty()).then_some(config.as_slice());
+    let graph = backend_for(preload.encoding, None)?.load_from_file(&preload.path, config, preload.target)?;
+    let mut reg = registry();
+    let handle = match reg.graph_by_name(&name) {
+        Some(raced) => raced, // another thread loaded it meanwhile; use that one
+        None => reg.add_graph(Arc::from(graph), Some(name)),
+    };
+    mem.write_u32(out_graph, handle)
+}
+
+pub fn init_execution_context(mem: &mut dyn GuestMemory, graph: u32, out_ctx: u32) -> NnResult<()> {
+    out_param(mem, out_ctx)?;
+    let g = registry().graph(graph)?;
+    let ctx = g.init_execution_context()?;
+    let handle = registry().add_context(graph, ctx);
+    mem.write_u32(out_ctx, handle)
+}
+
+fn context(handle: u32) -> NnResult<SharedContext> {
+    registry().context(handle)
+}
+
+/// Run `f` on a context, holding only that context's lock.
+fn with_context<T>(handle: u32, f: impl FnOnce(&mut dyn ExecutionContext) -> NnResult<T>) -> NnResult<T> {
+    let ctx = context(handle)?;
+    let mut guard = registry::lock(&ctx)?;
+    f(guard.as_mut())
+}
+
+pub fn set_input(mem: &mut dyn GuestMemory, ctx: u32, index: u32, tensor: u32) -> NnResult<()> {
+    let tensor = mem.tensor(tensor)?;
+    with_context(ctx, |c| c.set_input(index, tensor))
+}
+
+pub fn compute(_mem: &mut dyn GuestMemory, ctx: u32) -> NnResult<()> {
+    with_context(ctx, |c| c.compute())
+}
+
+pub fn compute_single(_mem: &mut dyn GuestMemory, ctx: u32) -> NnResult<()> {
+    with_context(ctx, |c| c.compute_single())
+}
+
+pub fn fini_single(_mem: &mut dyn GuestMemory, ctx: u32) -> NnResult<()> {
+    with_context(ctx, |c| c.fini_single())
+}
+
+/// Copy an output into the guest's buffer. A buffer that is too small gets TooLarge, with
+/// the size needed written to `out_written`.
+fn copy_output(mem: &mut dyn GuestMemory, data: Cow<'_, [u8]>, buf: u32, max: u32, out_written: u32) -> NnResult<()> {
+    let len = u32::try_from(data.len()).map_err(|_| NnError::new(Errno::TooLarge, "output exceeds 4 GiB"))?;
+    if len > max {
+        mem.write_u32(out_written, len)?;
+        return Err(NnError::new(
+            Errno::TooLarge,
+            format!("output is {len} bytes but the guest's buffer holds {max}; call again with a larger buffer"),
+        ));
+    }
+    mem.write(buf, &data)?;
+    mem.write_u32(out_written, len)
+}
+
+pub fn get_output(mem: &mut dyn GuestMemory, ctx: u32, index: u32, buf: u32, max: u32, out_written: u32) -> NnResult<()> {
+    mem.bytes(buf, max)?;
+    out_param(mem, out_written)?;
+    with_context(ctx, |c| copy_output(mem, c.get_output(index)?, buf, max, out_written))
+}
+
+pub fn get_output_single(mem: &mut dyn GuestMemory, ctx: u32, index: u32, buf: u32, max: u32, out_written: u32) -> NnResult<()> {
+    mem.bytes(buf, max)?;
+    out_param(mem, out_written)?;
+    with_context(ctx, |c| copy_output(mem, c.get_output_single(index)?, buf, max, out_written))
+}
+
+pub fn unload(_mem: &mut dyn GuestMemory, graph: u32) -> NnResult<()> {
+    registry().unload(graph)
+}
+
+pub fn finalize_execution_context(_mem: &mut dyn GuestMemory, ctx: u32) -> NnResult<()> {
+    // Take the context out under the registry lock, drop it (which may wait for its own
+    // lock, and free model memory) outside.
+    let removed = registry().remove_context(ctx);
+    removed
+}

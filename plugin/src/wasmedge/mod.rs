@@ -1,0 +1,235 @@
+//! Everything that knows about WasmEdge: the plugin descriptor WasmEdge looks up, the
+//! `nn-preload` option, the `wasi_ephemeral_nn` module and the host-function trampoline that
+//! turns WasmEdge calls into [`crate::nn`] calls. All of the plugin's `unsafe` FFI lives here.
+
+mod ffi;
+mod memory;
+
+use crate::abi::{Errno, GuestMemory};
+use crate::error::{NnError, NnResult};
+use crate::{logging, nn, preload};
+use ffi::*;
+use memory::FrameMemory;
+use std::ffi::{c_char, c_void};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::OnceLock;
+
+/// WasmEdge 0.14 looks for plugin `wasi_nn` with module `wasi_nn`; without it, it registers
+/// a built-in stand-in instance called `wasi_ephemeral_nn`, so the instance must have that
+/// exact name to replace it.
+const PLUGIN_NAME: &[u8] = b"wasi_nn\0";
+const MODULE_NAME: &[u8] = b"wasi_nn\0";
+const INSTANCE_NAME: &str = "wasi_ephemeral_nn";
+
+type Call = fn(&mut dyn GuestMemory, &[u32]) -> NnResult<()>;
+
+/// One host function: its import name, number of i32 parameters (one i32 result, the
+/// error code) and the operation it runs.
+struct HostFunction {
+    name: &'static str,
+    arity: usize,
+    call: Call,
+}
+
+const MAX_ARITY: usize = 6;
+
+static FUNCTIONS: [HostFunction; 12] = [
+    HostFunction { name: "load", arity: 5, call: |m, a| nn::load(m, a[0], a[1], a[2], a[3], a[4]) },
+    HostFunction { name: "load_by_name", arity: 3, call: |m, a| nn::load_by_name(m, a[0], a[1], a[2]) },
+    HostFunction {
+        name: "load_by_name_with_config",
+        arity: 5,
+        call: |m, a| nn::load_by_name_with_config(m, a[0], a[1], a[2], a[3], a[4]),
+    },
+    HostFunction { name: "init_execution_context", arity: 2, call: |m, a| nn::init_execution_context(m, a[0], a[1]) },
+    HostFunction { name: "set_input", arity: 3, call: |m, a| nn::set_input(m, a[0], a[1], a[2]) },
+    HostFunction { name: "get_output", arity: 5, call: |m, a| nn::get_output(m, a[0], a[1], a[2], a[3], a[4]) },
+    HostFunction {
+        name: "get_output_single",
+        arity: 5,
+        call: |m, a| nn::get_output_single(m, a[0], a[1], a[2], a[3], a[4]),
+    },
+    HostFunction { name: "compute", arity: 1, call: |m, a| nn::compute(m, a[0]) },
+    HostFunction { name: "compute_single", arity: 1, call: |m, a| nn::compute_single(m, a[0]) },
+    HostFunction { name: "fini_single", arity: 1, call: |m, a| nn::fini_single(m, a[0]) },
+    HostFunction { name: "unload", arity: 1, call: |m, a| nn::unload(m, a[0]) },
+    HostFunction {
+        name: "finalize_execution_context",
+        arity: 1,
+        call: |m, a| nn::finalize_execution_context(m, a[0]),
+    },
+];
+
+/// Run one host function and turn its outcome into the guest's error code. Nothing unwinds
+/// past this point: a panic becomes RuntimeError and a log line.
+fn dispatch(f: &HostFunction, memory: Option<FrameMemory>, args: &[u32]) -> Errno {
+    let outcome = catch_unwind(AssertUnwindSafe(|| match memory {
+        Some(mut m) => (f.call)(&mut m, args),
+        None => Err(NnError::new(Errno::MissingMemory, "the guest exports no memory")),
+    }));
+    match outcome {
+        Ok(Ok(())) => Errno::Success,
+        Ok(Err(e)) => {
+            match e.errno {
+                Errno::EndOfSequence => log::debug!("{}: {}", f.name, e.message),
+                Errno::ContextFull | Errno::PromptTooLong => log::info!("{}: {}", f.name, e.message),
+                _ => log::error!("{}({args:?}) failed with {:?}: {}", f.name, e.errno, e.message),
+            }
+            e.errno
+        }
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            log::error!("{}({args:?}): internal error (a bug; please report it): {what}", f.name);
+            Errno::RuntimeError
+        }
+    }
+}
+
+/// The trampoline WasmEdge calls for every host function; `data` is the `HostFunction`.
+unsafe extern "C" fn host_call(
+    data: *mut c_void,
+    frame: *const WasmEdge_CallingFrameContext,
+    params: *const WasmEdge_Value,
+    returns: *mut WasmEdge_Value,
+) -> WasmEdge_Result {
+    // SAFETY: `data` was set to an element of the static FUNCTIONS table at registration.
+    let f = unsafe { &*(data as *const HostFunction) };
+    let mut args = [0u32; MAX_ARITY];
+    for (i, a) in args.iter_mut().enumerate().take(f.arity) {
+        // SAFETY: WasmEdge passes as many parameters as the function type declares (f.arity).
+        *a = unsafe { WasmEdge_ValueGetI32(*params.add(i)) } as u32;
+    }
+    // SAFETY: `frame` is this call's calling frame.
+    let memory = unsafe { FrameMemory::of_frame(frame) };
+    let errno = dispatch(f, memory, &args[..f.arity]);
+    // SAFETY: the function type declares one i32 result.
+    unsafe { *returns = WasmEdge_ValueGenI32(errno as i32) };
+    WasmEdge_Result { Code: 0 }
+}
+
+/// The process's own command line (what WasmEdge was started with).
+fn command_line() -> Vec<std::ffi::OsString> {
+    use std::os::unix::ffi::OsStringExt;
+    match std::fs::read("/proc/self/cmdline") {
+        Ok(raw) => raw.split(|&b| b == 0).filter(|a| !a.is_empty()).map(|a| std::ffi::OsString::from_vec(a.to_vec())).collect(),
+        Err(_) => std::env::args_os().collect(),
+    }
+}
+
+unsafe extern "C" fn create_module(_: *const WasmEdge_ModuleDescriptor) -> *mut WasmEdge_ModuleInstanceContext {
+    let made = catch_unwind(|| {
+        logging::init();
+        let option = descriptor().preload_value();
+        nn::init(preload::collect(preload::values_from_args(command_line()), option));
+        // SAFETY: plain C API calls with valid arguments; WasmEdge copies the names, and the
+        // function data pointers refer to the static FUNCTIONS table.
+        unsafe {
+            let module = WasmEdge_ModuleInstanceCreate(wasmedge_str(INSTANCE_NAME));
+            let i32t = WasmEdge_ValTypeGenI32();
+            let params = [i32t; MAX_ARITY];
+            for f in &FUNCTIONS {
+                let ty = WasmEdge_FunctionTypeCreate(params.as_ptr(), f.arity as u32, &i32t, 1);
+                let data = f as *const HostFunction as *mut c_void;
+                let func = WasmEdge_FunctionInstanceCreate(ty, Some(host_call), data, 0);
+                WasmEdge_FunctionTypeDelete(ty);
+                WasmEdge_ModuleInstanceAddFunction(module, wasmedge_str(f.name), func);
+            }
+            module
+        }
+    });
+    made.unwrap_or_else(|_| {
+        eprintln!("wasmedge-nn: cannot create the wasi_ephemeral_nn module");
+        std::ptr::null_mut()
+    })
+}
+
+/// The descriptor and what it points to, made once and never freed.
+struct Descriptor {
+    plugin: WasmEdge_PluginDescriptor,
+    preload: *mut WasmEdge_String,
+}
+// SAFETY: written once inside OnceLock::get_or_init; WasmEdge writes the option storage
+// while parsing the command line, before any module (and so any reader) exists.
+unsafe impl Send for Descriptor {}
+unsafe impl Sync for Descriptor {}
+
+impl Descriptor {
+    /// The value WasmEdge stored for `--nn-preload` (its last occurrence).
+    fn preload_value(&self) -> Option<String> {
+        // SAFETY: `preload` points to the leaked option storage; WasmEdge stores a string
+        // that lives as long as its option parser (the whole process for the CLI).
+        let s = unsafe { *self.preload };
+        if s.Buf.is_null() || s.Length == 0 {
+            return None;
+        }
+        // SAFETY: WasmEdge's string is `Length` bytes at `Buf`.
+        let bytes = unsafe { std::slice::from_raw_parts(s.Buf.cast::<u8>(), s.Length as usize) };
+        Some(String::from_utf8_lossy(bytes).into_owned())
+    }
+}
+
+/// The C API version WasmEdge demands, which must match exactly: 0.14.0 wants 3,
+/// 0.14.1 to 0.16 want 4, 0.17 wants 5. The loaded libwasmedge tells its version.
+fn api_version() -> u32 {
+    // SAFETY: plain getters of the process's libwasmedge.
+    let (major, minor, patch) = unsafe { (WasmEdge_VersionGetMajor(), WasmEdge_VersionGetMinor(), WasmEdge_VersionGetPatch()) };
+    match (major, minor, patch) {
+        (0, 14, 0) => 3,
+        (0, 14, _) | (0, 15, _) | (0, 16, _) => 4,
+        (0, 17, _) => 5,
+        _ => {
+            eprintln!(
+                "wasmedge-nn: WasmEdge {major}.{minor}.{patch} is not supported (0.14.0 to 0.17.x are); \
+                 the plugin will not be loaded"
+            );
+            u32::MAX
+        }
+    }
+}
+
+fn descriptor() -> &'static Descriptor {
+    static DESCRIPTOR: OnceLock<Descriptor> = OnceLock::new();
+    DESCRIPTOR.get_or_init(|| {
+        static EMPTY: &[u8] = b"\0";
+        let default: &'static WasmEdge_String =
+            Box::leak(Box::new(WasmEdge_String { Length: 0, Buf: EMPTY.as_ptr() as *const c_char }));
+        let preload: *mut WasmEdge_String = Box::leak(Box::new(WasmEdge_String { Length: 0, Buf: std::ptr::null() }));
+        let options = Box::leak(Box::new([WasmEdge_ProgramOption {
+            Name: b"nn-preload\0".as_ptr().cast(),
+            Description: b"Preload a model: NAME:ENCODING:TARGET:PATH (repeatable)\0".as_ptr().cast(),
+            Type: WasmEdge_ProgramOptionType_String,
+            Storage: preload.cast(),
+            DefaultValue: (default as *const WasmEdge_String).cast(),
+        }]));
+        let modules = Box::leak(Box::new([WasmEdge_ModuleDescriptor {
+            Name: MODULE_NAME.as_ptr().cast(),
+            Description: b"WASI-NN: GGUF language models through llama.cpp\0".as_ptr().cast(),
+            Create: Some(create_module),
+        }]));
+        let version = env!("CARGO_PKG_VERSION").split('.').map(|n| n.parse().unwrap_or(0)).collect::<Vec<u32>>();
+        Descriptor {
+            plugin: WasmEdge_PluginDescriptor {
+                Name: PLUGIN_NAME.as_ptr().cast(),
+                Description: b"WASI-NN in Rust (wasmedge-nn)\0".as_ptr().cast(),
+                APIVersion: api_version(),
+                Version: WasmEdge_PluginVersionData { Major: version[0], Minor: version[1], Patch: version[2], Build: 0 },
+                ModuleCount: 1,
+                ProgramOptionCount: 1,
+                ModuleDescriptions: modules.as_mut_ptr(),
+                ProgramOptions: options.as_mut_ptr(),
+            },
+            preload,
+        }
+    })
+}
+
+/// The entry point WasmEdge looks up with dlsym() when it loads a plugin library. It may be
+/// called more than once; it always returns the same descriptor.
+#[no_mangle]
+pub extern "C" fn WasmEdge_Plugin_GetDescriptor() -> *const WasmEdge_PluginDescriptor {
+    catch_unwind(|| &descriptor().plugin as *const _).unwrap_or(std::ptr::null())
+}
