@@ -1,0 +1,94 @@
+//! Helpers for the end-to-end tests: where things are, running the real `wasmedge` CLI with
+//! the plugin and the guests, and the native llama-cpp-2 reference.
+//!
+//! `scripts/test.sh` builds everything and sets the paths below; run the tests through it.
+//! ggml's worker threads spin, so tests that run models must not overlap: run them with
+//! `--test-threads=1` (the script does).
+
+pub mod native;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn var_path(name: &str) -> PathBuf {
+    std::env::var_os(name)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| panic!("{name} is not set: run the tests with scripts/test.sh, which builds and sets everything"))
+}
+
+/// The `wasmedge` CLI.
+pub fn wasmedge_bin() -> PathBuf {
+    var_path("WASMEDGE_PREFIX").join("bin/wasmedge")
+}
+
+/// The folder holding only the plugin (given to WasmEdge as WASMEDGE_PLUGIN_PATH).
+pub fn plugin_dir() -> PathBuf {
+    var_path("PLUGIN_DIR")
+}
+
+/// A guest program built for wasm32-wasip1, by name (`chat`, `stream`, `nn-probe`).
+pub fn guest(name: &str) -> PathBuf {
+    let p = var_path("GUEST_DIR").join(format!("{name}.wasm"));
+    assert!(p.is_file(), "{} is missing: build the guests (scripts/test.sh does)", p.display());
+    p
+}
+
+/// A model under test-models/, as a path relative to the repository root (the CLI runs there).
+pub fn model(file: &str) -> String {
+    let rel = format!("test-models/{file}");
+    assert!(root().join(&rel).is_file(), "{rel} is missing: run scripts/fetch-models.sh");
+    rel
+}
+
+pub const SMOLLM2: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+pub const GEMMA3: &str = "gemma-3-270m-q4_k_m.gguf";
+
+/// Run `wasmedge` with the plugin, from the repository root, with `--dir .:.`, the given
+/// preloads (`NAME:ENCODING:TARGET:PATH`), the guest and its arguments.
+pub fn run_guest(preloads: &[String], guest_name: &str, args: &[&str]) -> Output {
+    let mut cmd = Command::new(wasmedge_bin());
+    cmd.current_dir(root()).env("WASMEDGE_PLUGIN_PATH", plugin_dir()).args(["--dir", ".:."]);
+    for p in preloads {
+        cmd.args(["--nn-preload", p]);
+    }
+    cmd.arg(guest(guest_name)).args(args);
+    let out = cmd.output().expect("cannot start wasmedge");
+    eprintln!("--- {guest_name} {args:?}: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+/// `NAME:GGML:AUTO:test-models/FILE`.
+pub fn ggml_preload(name: &str, file: &str) -> String {
+    format!("{name}:GGML:AUTO:{}", model(file))
+}
+
+/// What the chat/stream examples print: the answer, then `[input tokens: N, output tokens: M]`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Answer {
+    pub text: String,
+    pub input_tokens: usize,
+    pub output_tokens: usize,
+}
+
+pub fn parse_answer(out: &Output) -> Answer {
+    assert!(out.status.success(), "guest failed: {}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout.clone()).expect("UTF-8 output");
+    let (text, counts) = stdout.trim_end_matches('\n').rsplit_once('\n').expect("an answer and a counts line");
+    let nums: Vec<usize> = counts
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().unwrap())
+        .collect();
+    assert_eq!(nums.len(), 2, "counts line: {counts}");
+    Answer { text: text.to_string(), input_tokens: nums[0], output_tokens: nums[1] }
+}
+
+/// The ChatML prompt the examples build (kept equal to guest-examples/chatml).
+pub fn chatml(question: &str) -> String {
+    format!("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n")
+}

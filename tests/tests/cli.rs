@@ -1,0 +1,96 @@
+//! The real `wasmedge` CLI, the plugin found through WASMEDGE_PLUGIN_PATH, real guests and a
+//! real model.
+
+use e2e::*;
+
+#[test]
+fn chat_answers_paris() {
+    let out = run_guest(&[ggml_preload("default", SMOLLM2)], "chat", &["default", "What is the capital of France?"]);
+    let answer = parse_answer(&out);
+    assert!(answer.text.contains("Paris"), "answer: {answer:?}");
+    assert!(answer.input_tokens > 10 && answer.output_tokens > 0, "{answer:?}");
+}
+
+#[test]
+fn stream_prints_exactly_what_chat_prints() {
+    let preload = [ggml_preload("default", SMOLLM2)];
+    for question in ["What is the capital of France?", "Write a haiku about the sea."] {
+        let config = r#"{"n-predict": 48}"#;
+        let chat = run_guest(&preload, "chat", &["default", question, config]);
+        let stream = run_guest(&preload, "stream", &["default", question, config]);
+        assert_eq!(parse_answer(&stream), parse_answer(&chat), "question: {question}");
+        assert_eq!(stream.stdout, chat.stdout);
+    }
+}
+
+#[test]
+fn two_preloads_give_two_models_by_name() {
+    let preloads = [ggml_preload("smol", SMOLLM2), ggml_preload("gemma", GEMMA3)];
+    let q = "What is the capital of France?";
+    let smol = parse_answer(&run_guest(&preloads, "chat", &["smol", q, r#"{"n-predict": 16}"#]));
+    let gemma = parse_answer(&run_guest(&preloads, "chat", &["gemma", q, r#"{"n-predict": 16}"#]));
+    // Different vocabularies: the same prompt is a different number of tokens.
+    assert_ne!(smol.input_tokens, gemma.input_tokens, "{smol:?} {gemma:?}");
+    assert!(smol.output_tokens > 0 && gemma.output_tokens > 0);
+    // And each name really is its own model: the answers match each model run alone.
+    let smol_alone = parse_answer(&run_guest(&preloads[..1], "chat", &["smol", q, r#"{"n-predict": 16}"#]));
+    let gemma_alone = parse_answer(&run_guest(&preloads[1..], "chat", &["gemma", q, r#"{"n-predict": 16}"#]));
+    assert_eq!(smol, smol_alone);
+    assert_eq!(gemma, gemma_alone);
+}
+
+/// Every error path a guest can reach, through the raw ABI, with the host alive after each.
+#[test]
+fn hostile_and_mistaken_calls_get_their_codes() {
+    let preloads = [ggml_preload("default", SMOLLM2), "missing:GGML:AUTO:test-models/no-such-model.gguf".to_string()];
+    let out = run_guest(&preloads, "nn-probe", &["default"]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    println!("{stdout}");
+    assert!(out.status.success(), "the probe (and so the host) must run to the end");
+    let line = |case: &str| -> String {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{case}: ")))
+            .unwrap_or_else(|| panic!("no '{case}' line in:\n{stdout}"))
+            .to_string()
+    };
+    let expected = [
+        ("unknown_name", "8"),
+        ("missing_file", "103"),
+        ("bad_graph_handle", "1"),
+        ("bad_context_handle", "1"),
+        ("out_of_bounds_out_ptr", "1"),
+        ("out_of_bounds_tensor", "1"),
+        ("out_of_bounds_tensor_data", "1"),
+        ("out_of_bounds_tensor_dims", "1"),
+        ("bad_tensor_type", "1"),
+        ("unparsable_metadata", "2"),
+        ("wrong_type_metadata", "1"),
+        ("out_of_bounds_output_buffer", "1"),
+        ("out_of_bounds_output_written", "1"),
+        ("prompt_too_long", "102"),
+        ("prompt_too_long_single", "102"),
+        ("context_full", "101"),
+        ("compute", "0"),
+        ("output_too_small", "7"),
+        ("fini_single", "0"),
+        ("unload", "0"),
+        ("unload_again", "1"),
+        ("context_of_unloaded_graph", "1"),
+        ("alive_compute", "0"),
+    ];
+    for (case, code) in expected {
+        assert_eq!(line(case), code, "case {case}");
+    }
+    // ContextFull leaves the partial answer readable, and it is not empty.
+    let partial: Vec<usize> = line("context_full_output").split(' ').map(|n| n.parse().unwrap()).collect();
+    assert_eq!(partial[0], 0, "get_output after ContextFull succeeds");
+    assert!(partial[1] > 0, "partial output: {partial:?}");
+    // TooLarge wrote the size needed, which is what a large enough buffer then receives.
+    let needed: Vec<usize> = line("needed_size").split(' ').map(|n| n.parse().unwrap()).collect();
+    assert_eq!((needed[0], needed[2]), (needed[1], 0));
+    assert!(needed[0] > 2);
+    // Streaming stops after n-predict (4) tokens with EndOfSequence.
+    assert_eq!(line("stream_steps"), "4 100");
+    assert!(line("alive_answer").contains("Paris"));
+}
