@@ -51,7 +51,13 @@ pub const GEMMA3: &str = "gemma-3-270m-q4_k_m.gguf";
 /// Run `wasmedge` with the plugin, from the repository root, with `--dir .:.`, the given
 /// preloads (`NAME:ENCODING:TARGET:PATH`), the guest and its arguments.
 pub fn run_guest(preloads: &[String], guest_name: &str, args: &[&str]) -> Output {
+    run_guest_with_env(&[], preloads, guest_name, args)
+}
+
+/// [`run_guest`] with extra environment variables for the host.
+pub fn run_guest_with_env(env: &[(&str, &str)], preloads: &[String], guest_name: &str, args: &[&str]) -> Output {
     let mut cmd = Command::new(wasmedge_bin());
+    cmd.envs(env.iter().copied());
     cmd.current_dir(root()).env("WASMEDGE_PLUGIN_PATH", plugin_dir()).args(["--dir", ".:."]);
     for p in preloads {
         cmd.args(["--nn-preload", p]);

@@ -43,7 +43,7 @@ fn two_preloads_give_two_models_by_name() {
 #[test]
 fn hostile_and_mistaken_calls_get_their_codes() {
     let preloads = [ggml_preload("default", SMOLLM2), "missing:GGML:AUTO:test-models/no-such-model.gguf".to_string()];
-    let out = run_guest(&preloads, "nn-probe", &["default"]);
+    let out = run_guest_with_env(&[("WASMEDGE_NN_LOG", "error")], &preloads, "nn-probe", &["default", &model(SMOLLM2)]);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     println!("{stdout}");
     assert!(out.status.success(), "the probe (and so the host) must run to the end");
@@ -55,6 +55,12 @@ fn hostile_and_mistaken_calls_get_their_codes() {
             .to_string()
     };
     let expected = [
+        ("unsupported_encoding", "2"),
+        ("out_of_bounds_builders", "1"),
+        ("not_a_model", "1"),
+        ("load_from_bytes", "0"),
+        ("load_from_bytes_compute", "0"),
+        ("load_from_bytes_unload", "0"),
         ("unknown_name", "8"),
         ("missing_file", "103"),
         ("bad_graph_handle", "1"),
@@ -93,4 +99,21 @@ fn hostile_and_mistaken_calls_get_their_codes() {
     // Streaming stops after n-predict (4) tokens with EndOfSequence.
     assert_eq!(line("stream_steps"), "4 100");
     assert!(line("alive_answer").contains("Paris"));
+    assert!(line("load_from_bytes_answer").contains("Paris"));
+    // Each failure is explained in the log (turned on here with WASMEDGE_NN_LOG=error).
+    let log = String::from_utf8_lossy(&out.stderr);
+    for says in [
+        "no model preloaded as 'no-such-model'",
+        "no-such-model.gguf' for 'missing' does not exist",
+        "lies outside the guest's memory",
+        "unknown graph handle",
+        "unknown execution context handle",
+        "tensor type I64 is not supported",
+        "metadata is not valid JSON",
+        "metadata has a value of the wrong type",
+        "graph encoding 'onnx' is not supported",
+        "call again with a larger buffer",
+    ] {
+        assert!(log.contains(says), "the log should say \"{says}\":\n{log}");
+    }
 }

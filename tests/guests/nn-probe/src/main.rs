@@ -7,6 +7,7 @@
 
 #[link(wasm_import_module = "wasi_ephemeral_nn")]
 extern "C" {
+    fn load(builders: *const Buf, count: u32, encoding: u32, target: u32, graph: *mut u32) -> u32;
     fn load_by_name(name: *const u8, len: u32, graph: *mut u32) -> u32;
     fn init_execution_context(graph: u32, ctx: *mut u32) -> u32;
     fn set_input(ctx: u32, index: u32, tensor: *const Tensor) -> u32;
@@ -26,7 +27,17 @@ struct Tensor {
     data_len: u32,
 }
 
+/// One entry of `load`'s builder array.
+#[repr(C)]
+struct Buf {
+    ptr: *const u8,
+    len: u32,
+}
+
 const U8: u32 = 3;
+const GGML: u32 = 6;
+const ONNX: u32 = 1;
+const CPU: u32 = 0;
 static DIMS: [u32; 1] = [1];
 
 fn tensor(data: &[u8]) -> Tensor {
@@ -67,6 +78,8 @@ fn output(ctx: u32) -> (u32, Vec<u8>) {
 
 fn main() {
     let name = std::env::args().nth(1).unwrap_or_else(|| "default".into());
+    // Optional: a model file (readable through --dir) to load from bytes with `load`.
+    let model_file = std::env::args().nth(2);
     let prompt = "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n";
 
     report("unknown_name", graph("no-such-model").0);
@@ -75,6 +88,26 @@ fn main() {
     assert_eq!(code, 0, "the model named on the command line must load");
 
     unsafe {
+        let mut g2 = 0;
+        let empty = Buf { ptr: b"x".as_ptr(), len: 1 };
+        report("unsupported_encoding", load(&empty, 1, ONNX, CPU, &mut g2));
+        report("out_of_bounds_builders", load(FAR as *const Buf, 2, GGML, CPU, &mut g2));
+        report("not_a_model", load(&empty, 1, GGML, CPU, &mut g2));
+        if let Some(file) = &model_file {
+            // The model's bytes plus a config, as `GraphBuilder::build_from_bytes` passes them.
+            let bytes = std::fs::read(file).expect("read the model file");
+            let config = br#"{"temp": 0, "n-predict": 16}"#;
+            let builders = [Buf { ptr: bytes.as_ptr(), len: bytes.len() as u32 }, Buf { ptr: config.as_ptr(), len: config.len() as u32 }];
+            report("load_from_bytes", load(builders.as_ptr(), 2, GGML, CPU, &mut g2));
+            drop(bytes);
+            let mut c = 0;
+            assert_eq!(init_execution_context(g2, &mut c), 0);
+            assert_eq!(set_input(c, 0, &tensor(prompt.as_bytes())), 0);
+            report("load_from_bytes_compute", compute(c));
+            println!("load_from_bytes_answer: {}", String::from_utf8_lossy(&output(c).1));
+            report("load_from_bytes_unload", unload(g2));
+        }
+
         let mut c = 0;
         report("bad_graph_handle", init_execution_context(g.wrapping_add(1000), &mut c));
         report("bad_context_handle", compute(987_654));
