@@ -171,8 +171,9 @@ pub fn unload(_mem: &mut dyn GuestMemory, graph: u32) -> NnResult<()> {
 }
 
 pub fn finalize_execution_context(_mem: &mut dyn GuestMemory, ctx: u32) -> NnResult<()> {
-    // Take the context out under the registry lock, drop it (which may wait for its own
-    // lock, and free model memory) outside.
-    let removed = registry().remove_context(ctx);
-    removed
+    // The context is dropped (freeing its llama.cpp context) after the registry lock is
+    // released: `remove_context` returns it.
+    let context = registry().remove_context(ctx)?;
+    drop(context);
+    Ok(())
 }

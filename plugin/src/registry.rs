@@ -103,10 +103,11 @@ impl Registry {
             .ok_or_else(|| NnError::invalid_argument(format!("unknown execution context handle {handle}")))
     }
 
-    pub fn remove_context(&mut self, handle: u32) -> NnResult<()> {
+    /// Take a context out; the caller drops it outside the registry lock.
+    pub fn remove_context(&mut self, handle: u32) -> NnResult<SharedContext> {
         self.contexts
             .remove(&handle)
-            .map(|_| ())
+            .map(|c| c.context)
             .ok_or_else(|| NnError::invalid_argument(format!("unknown execution context handle {handle}")))
     }
 }

@@ -162,8 +162,9 @@ impl Options {
         if self.batch_size == 0 || self.ubatch_size == 0 {
             return bad("batch-size and ubatch-size must be positive");
         }
-        if self.threads == 0 || self.threads_batch == 0 {
-            return bad("threads and threads-batch must be positive");
+        // ggml refuses (aborts on) more than GGML_MAX_N_THREADS = 512 threads.
+        if !(1..=512).contains(&self.threads) || !(1..=512).contains(&self.threads_batch) {
+            return bad("threads and threads-batch must be between 1 and 512");
         }
         if !(self.temp.is_finite() && self.top_p.is_finite() && self.min_p.is_finite()) {
             return bad("temp, top-p and min-p must be finite numbers");
@@ -214,6 +215,7 @@ mod tests {
         assert_eq!(o, Options::default());
         assert_eq!(o.apply_json(br#"{"ctx-size": -1}"#).unwrap_err().errno, Errno::InvalidArgument);
         assert_eq!(o.apply_json(br#"[1, 2]"#).unwrap_err().errno, Errno::InvalidArgument);
+        assert_eq!(o.apply_json(br#"{"threads": 100000}"#).unwrap_err().errno, Errno::InvalidArgument);
     }
 
     #[test]
