@@ -56,15 +56,20 @@ pub fn run_guest(preloads: &[String], guest_name: &str, args: &[&str]) -> Output
 
 /// [`run_guest`] with extra environment variables for the host.
 pub fn run_guest_with_env(env: &[(&str, &str)], preloads: &[String], guest_name: &str, args: &[&str]) -> Output {
+    run_wasm(env, preloads, &guest(guest_name), args)
+}
+
+/// Run any wasm file (see [`run_guest`]).
+pub fn run_wasm(env: &[(&str, &str)], preloads: &[String], wasm: &Path, args: &[&str]) -> Output {
     let mut cmd = Command::new(wasmedge_bin());
     cmd.envs(env.iter().copied());
     cmd.current_dir(root()).env("WASMEDGE_PLUGIN_PATH", plugin_dir()).args(["--dir", ".:."]);
     for p in preloads {
         cmd.args(["--nn-preload", p]);
     }
-    cmd.arg(guest(guest_name)).args(args);
+    cmd.arg(wasm).args(args);
     let out = cmd.output().expect("cannot start wasmedge");
-    eprintln!("--- {guest_name} {args:?}: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    eprintln!("--- {} {args:?}: {}\n{}", wasm.display(), out.status, String::from_utf8_lossy(&out.stderr));
     out
 }
 

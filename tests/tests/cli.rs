@@ -117,3 +117,23 @@ fn hostile_and_mistaken_calls_get_their_codes() {
         assert!(log.contains(says), "the log should say \"{says}\":\n{log}");
     }
 }
+
+/// A guest that exports no memory gets MissingMemory (3) instead of a trap. The module exits
+/// with the code `compute` returned.
+#[test]
+fn guest_without_memory_gets_missing_memory() {
+    let wasm = wat::parse_str(
+        r#"(module
+             (import "wasi_ephemeral_nn" "compute" (func $compute (param i32) (result i32)))
+             (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+             (func (export "_start") (call $exit (call $compute (i32.const 0)))))"#,
+    )
+    .unwrap();
+    let dir = std::env::temp_dir().join(format!("nn-no-memory-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("no-memory.wasm");
+    std::fs::write(&path, wasm).unwrap();
+    let out = run_wasm(&[], &[], &path, &[]);
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+}

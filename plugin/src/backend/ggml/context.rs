@@ -108,7 +108,6 @@ impl ExecutionContext for GgmlContext {
         self.start()?;
         loop {
             if let Some(end) = self.step()? {
-                log::info!("generated {} tokens ({end:?})", self.generation.as_ref().map_or(0, Generation::generated));
                 return Self::end_code(end);
             }
         }

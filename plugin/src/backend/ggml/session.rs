@@ -180,6 +180,15 @@ pub struct Generation {
     ended: Option<End>,
     /// Where the last token's bytes start in the output.
     last_piece: usize,
+    timing: Timing,
+}
+
+/// How long the prompt and the generation took, for the log.
+#[derive(Clone, Copy, Debug, Default)]
+struct Timing {
+    prompt_tokens: usize,
+    prompt: std::time::Duration,
+    generation_started: Option<std::time::Instant>,
 }
 
 impl Generation {
@@ -195,9 +204,15 @@ impl Generation {
                 ),
             ));
         }
+        let started = std::time::Instant::now();
         session.eval_prompt(prompt)?;
+        let timing = Timing {
+            prompt_tokens: prompt.len(),
+            prompt: started.elapsed(),
+            generation_started: Some(std::time::Instant::now()),
+        };
         let sampler = sampler(session.model(), session.options());
-        Ok(Self { sampler, pending: None, generated: 0, ended: None, last_piece: 0 })
+        Ok(Self { sampler, pending: None, generated: 0, ended: None, last_piece: 0, timing })
     }
 
     pub fn generated(&self) -> i64 {
@@ -254,6 +269,16 @@ impl Generation {
 
     fn end(&mut self, end: End) -> End {
         self.ended = Some(end);
+        let t = &self.timing;
+        let gen = t.generation_started.map(|s| s.elapsed()).unwrap_or_default();
+        log::info!(
+            "prompt: {} tokens in {:.1} ms; generated {} tokens in {:.1} ms ({:.1} tokens/s); stopped: {end:?}",
+            t.prompt_tokens,
+            t.prompt.as_secs_f64() * 1e3,
+            self.generated,
+            gen.as_secs_f64() * 1e3,
+            self.generated as f64 / gen.as_secs_f64().max(1e-9),
+        );
         end
     }
 }
