@@ -137,3 +137,26 @@ fn guest_without_memory_gets_missing_memory() {
     std::fs::remove_dir_all(&dir).ok();
     assert_eq!(out.status.code(), Some(3), "{out:?}");
 }
+
+/// Two contexts of one graph, advanced alternately token by token, produce exactly the
+/// streams each produces alone: each context has its own llama.cpp context and KV cache.
+#[test]
+fn interleaved_contexts_do_not_interfere() {
+    let out = run_guest(&[ggml_preload("default", SMOLLM2)], "interleave", &["default"]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    println!("{stdout}");
+    let stream = |label: &str| -> String {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{label}: ")))
+            .unwrap_or_else(|| panic!("no {label} line"))
+            .to_string()
+    };
+    for (together, alone) in [("interleaved_a", "alone_a"), ("interleaved_b", "alone_b")] {
+        assert_eq!(stream(together), stream(alone));
+        let n: usize = stream(alone).split(' ').next().unwrap().parse().unwrap();
+        assert!(n >= 8, "{alone} is too short to show anything: {n} tokens");
+    }
+    assert_ne!(stream("alone_a"), stream("alone_b"));
+}
