@@ -160,3 +160,34 @@ fn interleaved_contexts_do_not_interfere() {
     }
     assert_ne!(stream("alone_a"), stream("alone_b"));
 }
+
+/// Multi-turn chat on one context: later turns reuse the conversation already in the KV
+/// cache, and the answers are those of a fresh context given the whole conversation.
+#[test]
+fn multi_turn_reuses_the_prompt_prefix() {
+    let out = run_guest(&[ggml_preload("default", SMOLLM2)], "multi-turn", &["default"]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    println!("{stdout}");
+    let line = |label: &str| -> String {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{label}: ")))
+            .unwrap_or_else(|| panic!("no '{label}' line"))
+            .to_string()
+    };
+    let meta = |label: &str| -> serde_json::Value { serde_json::from_str(&line(label)).unwrap() };
+    let (turn1, turn3, fresh) = (meta("turn 1"), meta("turn 3"), meta("fresh"));
+    assert_eq!(turn1["prompt_tokens_reused"], 0);
+    let reused = turn3["prompt_tokens_reused"].as_u64().unwrap();
+    assert!(reused > 0, "turn 3 reused nothing: {turn3}");
+    assert_eq!(
+        reused + turn3["prompt_tokens_evaluated"].as_u64().unwrap(),
+        turn3["input_tokens"].as_u64().unwrap(),
+        "{turn3}"
+    );
+    assert_eq!(fresh["prompt_tokens_reused"], 0);
+    assert_eq!(fresh["input_tokens"], turn3["input_tokens"]);
+    assert_eq!(line("answer 3"), line("fresh answer"));
+    assert_eq!(fresh["output_tokens"], turn3["output_tokens"]);
+}

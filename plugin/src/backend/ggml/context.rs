@@ -79,7 +79,17 @@ impl GgmlContext {
 
     fn metadata_json(&self) -> String {
         let output_tokens = self.generation.as_ref().map_or(0, Generation::generated);
-        format!(r#"{{"input_tokens":{},"output_tokens":{output_tokens}}}"#, self.prompt.len())
+        let m = self.generation.as_ref().map(Generation::metrics).unwrap_or_default();
+        serde_json::json!({
+            "input_tokens": self.prompt.len(),
+            "output_tokens": output_tokens,
+            "prompt_tokens_evaluated": m.prompt_evaluated,
+            "prompt_tokens_reused": m.prompt_reused,
+            "prompt_ms": (m.prompt_ms * 1e3).round() / 1e3,
+            "generation_ms": (m.generation_ms * 1e3).round() / 1e3,
+            "tokens_per_second": (m.tokens_per_second * 1e3).round() / 1e3,
+        })
+        .to_string()
     }
 }
 

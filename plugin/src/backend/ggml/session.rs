@@ -39,6 +39,8 @@ pub struct Session {
     options: Options,
     /// Positions filled in the KV cache.
     n_past: i32,
+    /// The tokens at positions `0..n_past` of the KV cache, for prompt-prefix reuse.
+    cached: Vec<LlamaToken>,
 }
 
 /// Why a generation stopped.
@@ -80,7 +82,7 @@ impl Session {
             ))
         })?;
         let n_batch = cell.borrow_dependent().n_batch() as usize;
-        Ok(Self { cell, batch: LlamaBatch::new(n_batch, 1), options: options.clone(), n_past: 0 })
+        Ok(Self { cell, batch: LlamaBatch::new(n_batch, 1), options: options.clone(), n_past: 0, cached: Vec::new() })
     }
 
     /// Take new generation options (sampling, limits); the context-shaping ones must match.
@@ -104,33 +106,47 @@ impl Session {
         self.cell.borrow_dependent().n_ctx().min(self.options.ctx_size)
     }
 
-    /// Evaluate a prompt from an empty KV cache; logits are kept for its last token only.
-    pub fn eval_prompt(&mut self, prompt: &[LlamaToken]) -> NnResult<()> {
-        let Self { cell, batch, n_past, .. } = self;
-        *n_past = 0;
+    /// Evaluate a prompt; logits are kept for its last token only. Tokens already in the KV
+    /// cache from an earlier prompt or answer on this context (the conversation so far, in a
+    /// multi-turn chat) are kept, and only the rest is evaluated. Returns how many prompt
+    /// tokens were reused.
+    pub fn eval_prompt(&mut self, prompt: &[LlamaToken]) -> NnResult<usize> {
+        let Self { cell, batch, n_past, cached, .. } = self;
+        // At least the last prompt token is evaluated: its logits start the generation.
+        let mut reused = cached.iter().zip(prompt).take_while(|(a, b)| a == b).count().min(prompt.len().saturating_sub(1));
         cell.with_dependent_mut(|_, ctx| {
-            ctx.clear_kv_cache();
+            // Drop what follows the shared prefix; a cache that cannot drop part of a sequence
+            // (recurrent or sliding-window models) starts over.
+            if reused == 0 || ctx.kv_cache_seq_rm(0, Some(reused as u32), None).is_err() {
+                ctx.clear_kv_cache();
+                reused = 0;
+            }
+            cached.truncate(reused);
+            *n_past = reused as i32;
+            let rest = &prompt[reused..];
             let n_batch = ctx.n_batch() as usize;
-            for (c, chunk) in prompt.chunks(n_batch).enumerate() {
+            for (c, chunk) in rest.chunks(n_batch).enumerate() {
                 batch.clear();
-                let last_chunk = (c + 1) * n_batch >= prompt.len();
+                let last_chunk = (c + 1) * n_batch >= rest.len();
                 for (i, &tok) in chunk.iter().enumerate() {
                     let is_last = last_chunk && i + 1 == chunk.len();
                     batch.add(tok, *n_past + i as i32, &[0], is_last).map_err(|e| NnError::runtime(e.to_string()))?;
                 }
                 ctx.decode(batch).map_err(decode_error)?;
+                cached.extend_from_slice(chunk);
                 *n_past += chunk.len() as i32;
             }
-            Ok(())
+            Ok(reused)
         })
     }
 
     /// Append one token at the next position.
     fn eval_token(&mut self, token: LlamaToken) -> NnResult<()> {
-        let Self { cell, batch, n_past, .. } = self;
+        let Self { cell, batch, n_past, cached, .. } = self;
         batch.clear();
         batch.add(token, *n_past, &[0], true).map_err(|e| NnError::runtime(e.to_string()))?;
         cell.with_dependent_mut(|_, ctx| ctx.decode(batch)).map_err(decode_error)?;
+        cached.push(token);
         *n_past += 1;
         Ok(())
     }
@@ -180,15 +196,19 @@ pub struct Generation {
     ended: Option<End>,
     /// Where the last token's bytes start in the output.
     last_piece: usize,
-    timing: Timing,
+    metrics: Metrics,
+    generation_started: std::time::Instant,
 }
 
-/// How long the prompt and the generation took, for the log.
+/// What a generation cost, for output 1 and the log.
 #[derive(Clone, Copy, Debug, Default)]
-struct Timing {
-    prompt_tokens: usize,
-    prompt: std::time::Duration,
-    generation_started: Option<std::time::Instant>,
+pub struct Metrics {
+    /// Prompt tokens evaluated, and those reused from the KV cache instead.
+    pub prompt_evaluated: usize,
+    pub prompt_reused: usize,
+    pub prompt_ms: f64,
+    pub generation_ms: f64,
+    pub tokens_per_second: f64,
 }
 
 impl Generation {
@@ -205,14 +225,23 @@ impl Generation {
             ));
         }
         let started = std::time::Instant::now();
-        session.eval_prompt(prompt)?;
-        let timing = Timing {
-            prompt_tokens: prompt.len(),
-            prompt: started.elapsed(),
-            generation_started: Some(std::time::Instant::now()),
+        let reused = session.eval_prompt(prompt)?;
+        let metrics = Metrics {
+            prompt_evaluated: prompt.len() - reused,
+            prompt_reused: reused,
+            prompt_ms: started.elapsed().as_secs_f64() * 1e3,
+            ..Metrics::default()
         };
         let sampler = sampler(session.model(), session.options());
-        Ok(Self { sampler, pending: None, generated: 0, ended: None, last_piece: 0, timing })
+        Ok(Self {
+            sampler,
+            pending: None,
+            generated: 0,
+            ended: None,
+            last_piece: 0,
+            metrics,
+            generation_started: std::time::Instant::now(),
+        })
     }
 
     pub fn generated(&self) -> i64 {
@@ -267,17 +296,31 @@ impl Generation {
         Ok(None)
     }
 
+    /// The costs so far (final once the generation has ended).
+    pub fn metrics(&self) -> Metrics {
+        if self.ended.is_some() {
+            return self.metrics;
+        }
+        let secs = self.generation_started.elapsed().as_secs_f64();
+        Metrics {
+            generation_ms: secs * 1e3,
+            tokens_per_second: if secs > 0.0 { self.generated as f64 / secs } else { 0.0 },
+            ..self.metrics
+        }
+    }
+
     fn end(&mut self, end: End) -> End {
+        self.metrics = self.metrics();
         self.ended = Some(end);
-        let t = &self.timing;
-        let gen = t.generation_started.map(|s| s.elapsed()).unwrap_or_default();
+        let m = &self.metrics;
         log::info!(
-            "prompt: {} tokens in {:.1} ms; generated {} tokens in {:.1} ms ({:.1} tokens/s); stopped: {end:?}",
-            t.prompt_tokens,
-            t.prompt.as_secs_f64() * 1e3,
+            "prompt: {} tokens evaluated, {} reused, {:.1} ms; generated {} tokens in {:.1} ms ({:.1} tokens/s); stopped: {end:?}",
+            m.prompt_evaluated,
+            m.prompt_reused,
+            m.prompt_ms,
             self.generated,
-            gen.as_secs_f64() * 1e3,
-            self.generated as f64 / gen.as_secs_f64().max(1e-9),
+            m.generation_ms,
+            m.tokens_per_second,
         );
         end
     }
