@@ -103,3 +103,13 @@ pub fn parse_answer(out: &Output) -> Answer {
 pub fn chatml(question: &str) -> String {
     format!("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n")
 }
+
+/// The rest of the first stdout line starting with `label: ` (test guests print their
+/// findings that way).
+pub fn labelled(stdout: &str, label: &str) -> String {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(label)?.strip_prefix(": "))
+        .unwrap_or_else(|| panic!("no '{label}' line in:\n{stdout}"))
+        .to_string()
+}

@@ -47,13 +47,7 @@ fn hostile_and_mistaken_calls_get_their_codes() {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     println!("{stdout}");
     assert!(out.status.success(), "the probe (and so the host) must run to the end");
-    let line = |case: &str| -> String {
-        stdout
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{case}: ")))
-            .unwrap_or_else(|| panic!("no '{case}' line in:\n{stdout}"))
-            .to_string()
-    };
+    let line = |case: &str| labelled(&stdout, case);
     let expected = [
         ("unsupported_encoding", "2"),
         ("out_of_bounds_builders", "1"),
@@ -146,13 +140,7 @@ fn interleaved_contexts_do_not_interfere() {
     assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     println!("{stdout}");
-    let stream = |label: &str| -> String {
-        stdout
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{label}: ")))
-            .unwrap_or_else(|| panic!("no {label} line"))
-            .to_string()
-    };
+    let stream = |label: &str| labelled(&stdout, label);
     for (together, alone) in [("interleaved_a", "alone_a"), ("interleaved_b", "alone_b")] {
         assert_eq!(stream(together), stream(alone));
         let n: usize = stream(alone).split(' ').next().unwrap().parse().unwrap();
@@ -169,13 +157,7 @@ fn multi_turn_reuses_the_prompt_prefix() {
     assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     println!("{stdout}");
-    let line = |label: &str| -> String {
-        stdout
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{label}: ")))
-            .unwrap_or_else(|| panic!("no '{label}' line"))
-            .to_string()
-    };
+    let line = |label: &str| labelled(&stdout, label);
     let meta = |label: &str| -> serde_json::Value { serde_json::from_str(&line(label)).unwrap() };
     let (turn1, turn3, fresh) = (meta("turn 1"), meta("turn 3"), meta("fresh"));
     assert_eq!(turn1["prompt_tokens_reused"], 0);
