@@ -23,101 +23,58 @@ pub enum Errno {
     ModelNotFound = 103,
 }
 
-/// Graph encodings, numbered as in WasmEdge's WASI-NN.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum GraphEncoding {
-    Openvino,
-    Onnx,
-    Tensorflow,
-    Pytorch,
-    TensorflowLite,
-    Autodetect,
-    Ggml,
-    NeuralSpeed,
-    Burn,
-    Whisper,
-    Mlx,
-    Piper,
-    ChatTts,
-    OpenvinoGenAi,
-    Bitnet,
-}
+/// An enum numbered in declaration order, with the lower-case name guests and the command
+/// line use for each variant: one list, so numbers and names cannot drift apart.
+macro_rules! numbered {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident = $text:literal),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum $name { $($variant),* }
 
-impl GraphEncoding {
-    const ALL: [GraphEncoding; 15] = [
-        Self::Openvino,
-        Self::Onnx,
-        Self::Tensorflow,
-        Self::Pytorch,
-        Self::TensorflowLite,
-        Self::Autodetect,
-        Self::Ggml,
-        Self::NeuralSpeed,
-        Self::Burn,
-        Self::Whisper,
-        Self::Mlx,
-        Self::Piper,
-        Self::ChatTts,
-        Self::OpenvinoGenAi,
-        Self::Bitnet,
-    ];
-    const NAMES: [&'static str; 15] = [
-        "openvino",
-        "onnx",
-        "tensorflow",
-        "pytorch",
-        "tensorflowlite",
-        "autodetect",
-        "ggml",
-        "neuralspeed",
-        "burn",
-        "whisper",
-        "mlx",
-        "piper",
-        "chattts",
-        "openvinogenai",
-        "bitnet",
-    ];
+        impl $name {
+            const ALL: &'static [($name, &'static str)] = &[$(($name::$variant, $text)),*];
 
-    pub fn from_u32(n: u32) -> Option<Self> {
-        Self::ALL.get(n as usize).copied()
-    }
+            pub fn from_u32(n: u32) -> Option<Self> {
+                Self::ALL.get(n as usize).map(|(v, _)| *v)
+            }
 
-    /// Case-insensitive name, as written in `--nn-preload` (`GGML`, `Whisper`...).
-    pub fn from_name(name: &str) -> Option<Self> {
-        let name = name.to_ascii_lowercase();
-        Self::NAMES.iter().position(|n| *n == name).map(|i| Self::ALL[i])
-    }
+            /// Case-insensitive name, as written in `--nn-preload` (`GGML`, `AUTO`...).
+            pub fn from_name(name: &str) -> Option<Self> {
+                Self::ALL.iter().find(|(_, n)| n.eq_ignore_ascii_case(name)).map(|(v, _)| *v)
+            }
 
-    pub fn name(self) -> &'static str {
-        Self::NAMES[self as usize]
-    }
-}
-
-/// Execution targets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ExecutionTarget {
-    Cpu,
-    Gpu,
-    Tpu,
-    Auto,
-}
-
-impl ExecutionTarget {
-    pub fn from_u32(n: u32) -> Option<Self> {
-        [Self::Cpu, Self::Gpu, Self::Tpu, Self::Auto].get(n as usize).copied()
-    }
-
-    pub fn from_name(name: &str) -> Option<Self> {
-        match name.to_ascii_lowercase().as_str() {
-            "cpu" => Some(Self::Cpu),
-            "gpu" => Some(Self::Gpu),
-            "tpu" => Some(Self::Tpu),
-            "auto" => Some(Self::Auto),
-            _ => None,
+            pub fn name(self) -> &'static str {
+                Self::ALL[self as usize].1
+            }
         }
-    }
+    };
 }
+
+numbered!(
+    /// Graph encodings, numbered as in WasmEdge's WASI-NN.
+    GraphEncoding {
+        Openvino = "openvino",
+        Onnx = "onnx",
+        Tensorflow = "tensorflow",
+        Pytorch = "pytorch",
+        TensorflowLite = "tensorflowlite",
+        Autodetect = "autodetect",
+        Ggml = "ggml",
+        NeuralSpeed = "neuralspeed",
+        Burn = "burn",
+        Whisper = "whisper",
+        Mlx = "mlx",
+        Piper = "piper",
+        ChatTts = "chattts",
+        OpenvinoGenAi = "openvinogenai",
+        Bitnet = "bitnet",
+    }
+);
+
+numbered!(
+    /// Execution targets.
+    ExecutionTarget { Cpu = "cpu", Gpu = "gpu", Tpu = "tpu", Auto = "auto" }
+);
 
 /// Tensor element types. Only the low byte of the guest's `type` field is meaningful: the
 /// guest crate's low-level layer writes a u8 followed by padding.

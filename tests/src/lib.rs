@@ -73,6 +73,16 @@ pub fn run_wasm(env: &[(&str, &str)], preloads: &[String], wasm: &Path, args: &[
     out
 }
 
+/// Run a test guest against SmolLM2 preloaded as `default` (passing `default` as its first
+/// argument), require success, and return its stdout (also printed, for failures).
+pub fn run_test_guest(guest_name: &str) -> String {
+    let out = run_guest(&[ggml_preload("default", SMOLLM2)], guest_name, &["default"]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    println!("{stdout}");
+    assert!(out.status.success(), "{guest_name} failed");
+    stdout
+}
+
 /// `NAME:GGML:AUTO:test-models/FILE`.
 pub fn ggml_preload(name: &str, file: &str) -> String {
     format!("{name}:GGML:AUTO:{}", model(file))

@@ -136,10 +136,7 @@ fn guest_without_memory_gets_missing_memory() {
 /// streams each produces alone: each context has its own llama.cpp context and KV cache.
 #[test]
 fn interleaved_contexts_do_not_interfere() {
-    let out = run_guest(&[ggml_preload("default", SMOLLM2)], "interleave", &["default"]);
-    assert!(out.status.success());
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    println!("{stdout}");
+    let stdout = run_test_guest("interleave");
     let stream = |label: &str| labelled(&stdout, label);
     for (together, alone) in [("interleaved_a", "alone_a"), ("interleaved_b", "alone_b")] {
         assert_eq!(stream(together), stream(alone));
@@ -153,10 +150,7 @@ fn interleaved_contexts_do_not_interfere() {
 /// cache, and the answers are those of a fresh context given the whole conversation.
 #[test]
 fn multi_turn_reuses_the_prompt_prefix() {
-    let out = run_guest(&[ggml_preload("default", SMOLLM2)], "multi-turn", &["default"]);
-    assert!(out.status.success());
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    println!("{stdout}");
+    let stdout = run_test_guest("multi-turn");
     let line = |label: &str| labelled(&stdout, label);
     let meta = |label: &str| -> serde_json::Value { serde_json::from_str(&line(label)).unwrap() };
     let (turn1, turn3, fresh) = (meta("turn 1"), meta("turn 3"), meta("fresh"));
