@@ -175,17 +175,12 @@ pub struct VecMemory(pub Vec<u8>);
 impl GuestMemory for VecMemory {
     fn bytes(&self, offset: u32, len: u32) -> NnResult<&[u8]> {
         let end = offset as usize + len as usize;
-        self.0
-            .get(offset as usize..end)
-            .ok_or_else(|| NnError::out_of_bounds(offset, len))
+        self.0.get(offset as usize..end).ok_or_else(|| NnError::out_of_bounds(offset, len))
     }
     fn write(&mut self, offset: u32, data: &[u8]) -> NnResult<()> {
         let end = offset as usize + data.len();
         let len = data.len() as u32;
-        self.0
-            .get_mut(offset as usize..end)
-            .ok_or_else(|| NnError::out_of_bounds(offset, len))?
-            .copy_from_slice(data);
+        self.0.get_mut(offset as usize..end).ok_or_else(|| NnError::out_of_bounds(offset, len))?.copy_from_slice(data);
         Ok(())
     }
 }

@@ -29,9 +29,7 @@ impl NnError {
         Self::new(Errno::NotFound, message)
     }
     pub fn out_of_bounds(offset: u32, len: u32) -> Self {
-        Self::invalid_argument(format!(
-            "guest pointer {offset:#x} with length {len} lies outside the guest's memory"
-        ))
+        Self::invalid_argument(format!("guest pointer {offset:#x} with length {len} lies outside the guest's memory"))
     }
 }
 

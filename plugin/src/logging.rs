@@ -11,10 +11,8 @@ static INIT: Once = Once::new();
 
 pub fn init() {
     INIT.call_once(|| {
-        let level = std::env::var(ENV_VAR)
-            .ok()
-            .and_then(|v| v.trim().parse::<LevelFilter>().ok())
-            .unwrap_or(LevelFilter::Off);
+        let level =
+            std::env::var(ENV_VAR).ok().and_then(|v| v.trim().parse::<LevelFilter>().ok()).unwrap_or(LevelFilter::Off);
         // The logger itself lets everything through; the global max level does the filtering,
         // so it can be raised later by metadata.
         let _ = env_logger::Builder::new()

@@ -16,9 +16,9 @@ pub fn root() -> PathBuf {
 }
 
 fn var_path(name: &str) -> PathBuf {
-    std::env::var_os(name)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| panic!("{name} is not set: run the tests with scripts/test.sh, which builds and sets everything"))
+    std::env::var_os(name).map(PathBuf::from).unwrap_or_else(|| {
+        panic!("{name} is not set: run the tests with scripts/test.sh, which builds and sets everything")
+    })
 }
 
 /// The `wasmedge` CLI.
@@ -100,11 +100,8 @@ pub fn parse_answer(out: &Output) -> Answer {
     assert!(out.status.success(), "guest failed: {}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8(out.stdout.clone()).expect("UTF-8 output");
     let (text, counts) = stdout.trim_end_matches('\n').rsplit_once('\n').expect("an answer and a counts line");
-    let nums: Vec<usize> = counts
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse().unwrap())
-        .collect();
+    let nums: Vec<usize> =
+        counts.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).map(|s| s.parse().unwrap()).collect();
     assert_eq!(nums.len(), 2, "counts line: {counts}");
     Answer { text: text.to_string(), input_tokens: nums[0], output_tokens: nums[1] }
 }

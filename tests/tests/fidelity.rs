@@ -15,7 +15,8 @@ fn greedy_generation_matches_native_llama_cpp() {
     let config = format!(r#"{{"temp": 0, "n-predict": {n_predict}, "ctx-size": {ctx_size}, "threads": {threads}}}"#);
     for q in questions {
         let through_wasmedge = parse_answer(&run_guest(&preload, "chat", &["default", q, &config]));
-        let (bytes, tokens) = native::generate(&e2e::root().join(model(SMOLLM2)), &chatml(q), n_predict, ctx_size, threads as i32);
+        let (bytes, tokens) =
+            native::generate(&e2e::root().join(model(SMOLLM2)), &chatml(q), n_predict, ctx_size, threads as i32);
         let native = String::from_utf8(bytes).expect("UTF-8");
         assert!(tokens >= 32, "the native answer to '{q}' is only {tokens} tokens: pick a longer question");
         assert_eq!(through_wasmedge.text, native, "question: {q}");
