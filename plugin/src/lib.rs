@@ -9,7 +9,9 @@
 
 pub mod abi;
 pub mod backend;
+pub mod cores;
 pub mod error;
+pub mod limits;
 pub mod logging;
 pub mod nn;
 pub mod preload;

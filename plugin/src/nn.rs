@@ -1,12 +1,13 @@
 //! The WASI-NN operations, one function per host function, in terms of guest memory and
 //! handles. Every guest pointer is checked before anything is changed, so a call that fails
-//! on a bad pointer leaves no half-made graph or context behind.
+//! on a bad pointer leaves no half-made graph or context behind. Each call names its guest
+//! instance (`owner`), which only ever sees its own handles.
 
 use crate::abi::{Errno, ExecutionTarget, GraphEncoding, GuestMemory};
 use crate::backend::{self, Backend, ExecutionContext};
 use crate::error::{NnError, NnResult};
 use crate::preload::Preload;
-use crate::registry::{self, Registry, SharedContext};
+use crate::registry::{self, Owner, Registry, SharedContext};
 use once_cell::sync::OnceCell;
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -48,21 +49,30 @@ fn out_param(mem: &dyn GuestMemory, at: u32) -> NnResult<()> {
     mem.bytes(at, 4).map(|_| ())
 }
 
-pub fn load(mem: &mut dyn GuestMemory, builders: u32, count: u32, enc: u32, tgt: u32, out_graph: u32) -> NnResult<()> {
+pub fn load(
+    mem: &mut dyn GuestMemory,
+    owner: Owner,
+    builders: u32,
+    count: u32,
+    enc: u32,
+    tgt: u32,
+    out_graph: u32,
+) -> NnResult<()> {
     let (enc, tgt) = (encoding(enc)?, target(tgt)?);
     out_param(mem, out_graph)?;
     let builders = mem.builders(builders, count)?;
     let graph = backend_for(enc, builders.first().copied())?.load_from_builders(&builders, tgt)?;
-    let handle = registry().add_graph(Arc::from(graph), None);
+    let handle = registry().add_graph(owner, Arc::from(graph), None);
     mem.write_u32(out_graph, handle)
 }
 
-pub fn load_by_name(mem: &mut dyn GuestMemory, name: u32, name_len: u32, out_graph: u32) -> NnResult<()> {
-    load_by_name_with_config(mem, name, name_len, 0, 0, out_graph)
+pub fn load_by_name(mem: &mut dyn GuestMemory, owner: Owner, name: u32, name_len: u32, out_graph: u32) -> NnResult<()> {
+    load_by_name_with_config(mem, owner, name, name_len, 0, 0, out_graph)
 }
 
 pub fn load_by_name_with_config(
     mem: &mut dyn GuestMemory,
+    owner: Owner,
     name: u32,
     name_len: u32,
     config: u32,
@@ -73,70 +83,74 @@ pub fn load_by_name_with_config(
     let config = mem.bytes(config, config_len)?.to_vec();
     out_param(mem, out_graph)?;
 
-    let preload = {
-        let reg = registry();
-        if let Some(handle) = reg.graph_by_name(&name) {
+    let (preload, cell) = {
+        let mut reg = registry();
+        if let Some(handle) = reg.handle_by_name(owner, &name) {
             // As WasmEdge's plugin: one graph per name; a new config does not reload it.
             log::debug!("'{name}' is already loaded as graph {handle}");
             return mem.write_u32(out_graph, handle);
         }
         reg.preload(&name)?
     };
-    if !preload.path.is_file() {
-        return Err(NnError::new(
-            Errno::ModelNotFound,
-            format!(
-                "model file '{}' for '{name}' does not exist (as seen from the host's working directory {})",
-                preload.path.display(),
-                std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default()
-            ),
-        ));
-    }
-    // Loading takes a while: no lock is held meanwhile.
-    let config = (!config.is_empty()).then_some(config.as_slice());
-    let graph = backend_for(preload.encoding, None)?.load_from_file(&preload.path, config, preload.target)?;
+    // Loading takes a while: the registry is not locked meanwhile; the name's cell makes a
+    // second instance asking for the same model wait for this load instead of repeating it.
+    let graph = cell.get_or_try_init(|| {
+        if !preload.path.is_file() {
+            return Err(NnError::new(
+                Errno::ModelNotFound,
+                format!(
+                    "model file '{}' for '{name}' does not exist (as seen from the host's working directory {})",
+                    preload.path.display(),
+                    std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default()
+                ),
+            ));
+        }
+        let config = (!config.is_empty()).then_some(config.as_slice());
+        let graph = backend_for(preload.encoding, None)?.load_from_file(&preload.path, config, preload.target)?;
+        Ok(Arc::from(graph))
+    })?;
     let mut reg = registry();
-    let handle = match reg.graph_by_name(&name) {
-        Some(raced) => raced, // another thread loaded it meanwhile; use that one
-        None => reg.add_graph(Arc::from(graph), Some(name)),
+    let handle = match reg.handle_by_name(owner, &name) {
+        Some(raced) => raced, // another thread of this instance got one meanwhile
+        None => reg.add_graph(owner, graph.clone(), Some(name)),
     };
     mem.write_u32(out_graph, handle)
 }
 
-pub fn init_execution_context(mem: &mut dyn GuestMemory, graph: u32, out_ctx: u32) -> NnResult<()> {
+pub fn init_execution_context(mem: &mut dyn GuestMemory, owner: Owner, graph: u32, out_ctx: u32) -> NnResult<()> {
     out_param(mem, out_ctx)?;
-    let g = registry().graph(graph)?;
+    let g = {
+        let reg = registry();
+        reg.check_room()?;
+        reg.graph(owner, graph)?
+    };
     let ctx = g.init_execution_context()?;
-    let handle = registry().add_context(graph, ctx);
+    let handle = registry().add_context(owner, graph, ctx)?;
     mem.write_u32(out_ctx, handle)
 }
 
-fn context(handle: u32) -> NnResult<SharedContext> {
-    registry().context(handle)
-}
-
 /// Run `f` on a context, holding only that context's lock.
-fn with_context<T>(handle: u32, f: impl FnOnce(&mut dyn ExecutionContext) -> NnResult<T>) -> NnResult<T> {
-    let ctx = context(handle)?;
+fn with_context<T>(owner: Owner, handle: u32, f: impl FnOnce(&mut dyn ExecutionContext) -> NnResult<T>) -> NnResult<T> {
+    let ctx: SharedContext = registry().context(owner, handle)?;
     let mut guard = registry::lock(&ctx)?;
     f(guard.as_mut())
 }
 
-pub fn set_input(mem: &mut dyn GuestMemory, ctx: u32, index: u32, tensor: u32) -> NnResult<()> {
+pub fn set_input(mem: &mut dyn GuestMemory, owner: Owner, ctx: u32, index: u32, tensor: u32) -> NnResult<()> {
     let tensor = mem.tensor(tensor)?;
-    with_context(ctx, |c| c.set_input(index, tensor))
+    with_context(owner, ctx, |c| c.set_input(index, tensor))
 }
 
-pub fn compute(_mem: &mut dyn GuestMemory, ctx: u32) -> NnResult<()> {
-    with_context(ctx, |c| c.compute())
+pub fn compute(_mem: &mut dyn GuestMemory, owner: Owner, ctx: u32) -> NnResult<()> {
+    with_context(owner, ctx, |c| c.compute())
 }
 
-pub fn compute_single(_mem: &mut dyn GuestMemory, ctx: u32) -> NnResult<()> {
-    with_context(ctx, |c| c.compute_single())
+pub fn compute_single(_mem: &mut dyn GuestMemory, owner: Owner, ctx: u32) -> NnResult<()> {
+    with_context(owner, ctx, |c| c.compute_single())
 }
 
-pub fn fini_single(_mem: &mut dyn GuestMemory, ctx: u32) -> NnResult<()> {
-    with_context(ctx, |c| c.fini_single())
+pub fn fini_single(_mem: &mut dyn GuestMemory, owner: Owner, ctx: u32) -> NnResult<()> {
+    with_context(owner, ctx, |c| c.fini_single())
 }
 
 /// Copy an output into the guest's buffer. A buffer that is too small gets TooLarge, with
@@ -154,26 +168,53 @@ fn copy_output(mem: &mut dyn GuestMemory, data: Cow<'_, [u8]>, buf: u32, max: u3
     mem.write_u32(out_written, len)
 }
 
-pub fn get_output(mem: &mut dyn GuestMemory, ctx: u32, index: u32, buf: u32, max: u32, out_written: u32) -> NnResult<()> {
+pub fn get_output(
+    mem: &mut dyn GuestMemory,
+    owner: Owner,
+    ctx: u32,
+    index: u32,
+    buf: u32,
+    max: u32,
+    out_written: u32,
+) -> NnResult<()> {
     mem.bytes(buf, max)?;
     out_param(mem, out_written)?;
-    with_context(ctx, |c| copy_output(mem, c.get_output(index)?, buf, max, out_written))
+    with_context(owner, ctx, |c| copy_output(mem, c.get_output(index)?, buf, max, out_written))
 }
 
-pub fn get_output_single(mem: &mut dyn GuestMemory, ctx: u32, index: u32, buf: u32, max: u32, out_written: u32) -> NnResult<()> {
+pub fn get_output_single(
+    mem: &mut dyn GuestMemory,
+    owner: Owner,
+    ctx: u32,
+    index: u32,
+    buf: u32,
+    max: u32,
+    out_written: u32,
+) -> NnResult<()> {
     mem.bytes(buf, max)?;
     out_param(mem, out_written)?;
-    with_context(ctx, |c| copy_output(mem, c.get_output_single(index)?, buf, max, out_written))
+    with_context(owner, ctx, |c| copy_output(mem, c.get_output_single(index)?, buf, max, out_written))
 }
 
-pub fn unload(_mem: &mut dyn GuestMemory, graph: u32) -> NnResult<()> {
-    registry().unload(graph)
+pub fn unload(_mem: &mut dyn GuestMemory, owner: Owner, graph: u32) -> NnResult<()> {
+    // The graph's contexts are dropped (stopping any stream) after the lock is released.
+    let contexts = registry().unload(owner, graph)?;
+    drop(contexts);
+    Ok(())
 }
 
-pub fn finalize_execution_context(_mem: &mut dyn GuestMemory, ctx: u32) -> NnResult<()> {
-    // The context is dropped (freeing its llama.cpp context) after the registry lock is
-    // released: `remove_context` returns it.
-    let context = registry().remove_context(ctx)?;
+pub fn finalize_execution_context(_mem: &mut dyn GuestMemory, owner: Owner, ctx: u32) -> NnResult<()> {
+    let context = registry().remove_context(owner, ctx)?;
     drop(context);
     Ok(())
+}
+
+/// A guest instance has ended: free every graph and context it made. Preloaded models stay
+/// loaded for the other instances.
+pub fn release(owner: Owner) {
+    let contexts = registry().release(owner);
+    if !contexts.is_empty() {
+        log::debug!("instance {owner} ended: {} execution contexts released", contexts.len());
+    }
+    drop(contexts);
 }

@@ -19,7 +19,8 @@ pub struct Preload {
 /// colon is the path (which may itself contain colons).
 pub fn parse(spec: &str) -> Result<Preload, String> {
     let mut parts = spec.splitn(4, ':');
-    let (Some(name), Some(encoding), Some(target), Some(path)) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(name), Some(encoding), Some(target), Some(path)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(format!("'{spec}' is not NAME:ENCODING:TARGET:PATH"));
     };
@@ -48,6 +49,18 @@ pub fn values_from_args(args: impl IntoIterator<Item = OsString>) -> Vec<String>
         }
     }
     values
+}
+
+/// Preloads for hosts that embed WasmEdge and cannot pass `--nn-preload`: the environment
+/// variable holds entries separated by `;`.
+pub const ENV_VAR: &str = "WASMEDGE_NN_PRELOAD";
+
+pub fn values_from_env() -> Vec<String> {
+    split_env(&std::env::var(ENV_VAR).unwrap_or_default())
+}
+
+fn split_env(value: &str) -> Vec<String> {
+    value.split(';').map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned).collect()
 }
 
 /// The preloads of this process: all values from its command line, plus the option value
@@ -104,10 +117,26 @@ mod tests {
     #[test]
     fn reads_repeated_flags_until_the_wasm_file() {
         let v = values_from_args(args(&[
-            "wasmedge", "--dir", ".:.", "--nn-preload", "a:GGML:AUTO:a.gguf", "--nn-preload=b:GGML:CPU:b.gguf",
-            "app.wasm", "--nn-preload", "guest-arg",
+            "wasmedge",
+            "--dir",
+            ".:.",
+            "--nn-preload",
+            "a:GGML:AUTO:a.gguf",
+            "--nn-preload=b:GGML:CPU:b.gguf",
+            "app.wasm",
+            "--nn-preload",
+            "guest-arg",
         ]));
         assert_eq!(v, vec!["a:GGML:AUTO:a.gguf", "b:GGML:CPU:b.gguf"]);
+    }
+
+    #[test]
+    fn environment_entries_are_split_on_semicolons() {
+        assert_eq!(
+            split_env(" a:GGML:AUTO:a.gguf; ;b:GGML:AUTO:/m/b.gguf"),
+            vec!["a:GGML:AUTO:a.gguf", "b:GGML:AUTO:/m/b.gguf"]
+        );
+        assert!(split_env("").is_empty());
     }
 
     #[test]

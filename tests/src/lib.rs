@@ -61,13 +61,17 @@ pub fn run_guest_with_env(env: &[(&str, &str)], preloads: &[String], guest_name:
 
 /// Run any wasm file (see [`run_guest`]).
 pub fn run_wasm(env: &[(&str, &str)], preloads: &[String], wasm: &Path, args: &[&str]) -> Output {
+    let host_args: Vec<&str> = preloads.iter().flat_map(|p| ["--nn-preload", p.as_str()]).collect();
+    run_host(env, &host_args, wasm, args)
+}
+
+/// Run `wasmedge` with the plugin, from the repository root, with `--dir .:.` and then
+/// `host_args` (options for WasmEdge and the plugin), the wasm file and its arguments.
+pub fn run_host(env: &[(&str, &str)], host_args: &[&str], wasm: &Path, args: &[&str]) -> Output {
     let mut cmd = Command::new(wasmedge_bin());
     cmd.envs(env.iter().copied());
     cmd.current_dir(root()).env("WASMEDGE_PLUGIN_PATH", plugin_dir()).args(["--dir", ".:."]);
-    for p in preloads {
-        cmd.args(["--nn-preload", p]);
-    }
-    cmd.arg(wasm).args(args);
+    cmd.args(host_args).arg(wasm).args(args);
     let out = cmd.output().expect("cannot start wasmedge");
     eprintln!("--- {} {args:?}: {}\n{}", wasm.display(), out.status, String::from_utf8_lossy(&out.stderr));
     out
@@ -76,7 +80,14 @@ pub fn run_wasm(env: &[(&str, &str)], preloads: &[String], wasm: &Path, args: &[
 /// Run a test guest against SmolLM2 preloaded as `default` (passing `default` as its first
 /// argument), require success, and return its stdout (also printed, for failures).
 pub fn run_test_guest(guest_name: &str) -> String {
-    let out = run_guest(&[ggml_preload("default", SMOLLM2)], guest_name, &["default"]);
+    run_test_guest_with(&[], &[], guest_name, &[])
+}
+
+/// [`run_test_guest`] with host environment, host options and more guest arguments.
+pub fn run_test_guest_with(env: &[(&str, &str)], host_args: &[&str], guest_name: &str, args: &[&str]) -> String {
+    let preload = ggml_preload("default", SMOLLM2);
+    let host_args = [&["--nn-preload", preload.as_str()], host_args].concat();
+    let out = run_host(env, &host_args, &guest(guest_name), &[&["default"], args].concat());
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     println!("{stdout}");
     assert!(out.status.success(), "{guest_name} failed");

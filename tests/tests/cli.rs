@@ -167,3 +167,55 @@ fn multi_turn_reuses_the_prompt_prefix() {
     assert_eq!(line("answer 3"), line("fresh answer"));
     assert_eq!(fresh["output_tokens"], turn3["output_tokens"]);
 }
+
+/// Streaming through a worker that runs ahead gives exactly the tokens of streaming in the
+/// guest's thread and of `compute`, whatever the window; a stream stopped by `fini_single`,
+/// a new input or finalisation leaves the host (and the context) answering correctly.
+#[test]
+fn run_ahead_streams_equal_blocking_ones_and_stop_cleanly() {
+    let stdout = run_test_guest_with(&[], &[], "stream-control", &["windows"]);
+    let line = |label: &str| labelled(&stdout, label);
+    let inline = line("run_ahead_0");
+    for window in [1, 4, 64] {
+        assert_eq!(line(&format!("run_ahead_{window}")), inline, "run-ahead {window}");
+    }
+    // The stream's tokens, joined, are compute's output.
+    let tokens: Vec<String> = {
+        let list = inline.split_once(' ').unwrap().1;
+        serde_json::from_str(list).expect("a list of strings")
+    };
+    assert!(tokens.len() >= 8, "too short to show anything: {inline}");
+    assert_eq!(format!("{:?}", tokens.concat()), line("compute"));
+
+    assert_eq!(line("fini_single"), "ok");
+    let first3: Vec<String> = serde_json::from_str(line("first_3").split_once(' ').unwrap().1).unwrap();
+    assert_eq!(first3, tokens[..3], "a long stream starts like the short one");
+    assert_eq!(line("after_fini"), inline, "the context streams afresh after a cancelled stream");
+    assert_eq!(line("after_set_input"), line("fresh_other"), "set_input mid-stream, then compute");
+    assert_eq!(line("finalize"), "ok");
+    for timing in ["fini_single_ms", "finalize_ms"] {
+        let ms: f64 = line(timing).parse().unwrap();
+        println!("{timing}: {ms}");
+    }
+}
+
+/// The host's caps: `--nn-max-contexts` and `WASMEDGE_NN_MAX_WORKERS` give Busy (4) beyond
+/// them, streaming without a worker is still possible, and finished work frees its slot.
+#[test]
+fn context_and_worker_caps_answer_busy() {
+    let stdout = run_test_guest_with(
+        &[("WASMEDGE_NN_MAX_WORKERS", "1")],
+        &["--nn-max-contexts", "2"],
+        "stream-control",
+        &["limits"],
+    );
+    let line = |label: &str| labelled(&stdout, label);
+    assert_eq!(line("third_context"), "Busy");
+    assert!(line("a_first_token").starts_with("ok"));
+    assert_eq!(line("b_first_token"), "Busy");
+    assert!(line("b_without_worker").starts_with("ok"));
+    assert_eq!(line("a_fini"), "ok");
+    assert!(line("b_after_a_ended").starts_with("ok"));
+    assert_eq!(line("a_finalize"), "ok");
+    assert_eq!(line("context_after_finalize"), "ok");
+}

@@ -48,6 +48,7 @@ pub type WasmEdge_HostFunc_t = unsafe extern "C" fn(
     returns: *mut WasmEdge_Value,
 ) -> WasmEdge_Result;
 
+pub const WasmEdge_ProgramOptionType_UInt32: u32 = 8;
 pub const WasmEdge_ProgramOptionType_String: u32 = 12;
 
 #[repr(C)]
@@ -108,7 +109,12 @@ extern "C" {
         data: *mut c_void,
         cost: u64,
     ) -> *mut WasmEdge_FunctionInstanceContext;
-    pub fn WasmEdge_ModuleInstanceCreate(name: WasmEdge_String) -> *mut WasmEdge_ModuleInstanceContext;
+    /// `finalizer(data)` runs when WasmEdge deletes the instance.
+    pub fn WasmEdge_ModuleInstanceCreateWithData(
+        name: WasmEdge_String,
+        data: *mut c_void,
+        finalizer: Option<unsafe extern "C" fn(*mut c_void)>,
+    ) -> *mut WasmEdge_ModuleInstanceContext;
     pub fn WasmEdge_ModuleInstanceAddFunction(
         cxt: *mut WasmEdge_ModuleInstanceContext,
         name: WasmEdge_String,

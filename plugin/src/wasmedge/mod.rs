@@ -1,17 +1,23 @@
 //! Everything that knows about WasmEdge: the plugin descriptor WasmEdge looks up, the
-//! `nn-preload` option, the `wasi_ephemeral_nn` module and the host-function trampoline that
+//! `nn-*` options, the `wasi_ephemeral_nn` module and the host-function trampoline that
 //! turns WasmEdge calls into [`crate::nn`] calls. All of the plugin's `unsafe` FFI lives here.
+//!
+//! WasmEdge makes one module instance per guest instance (per VM or store it is registered
+//! in). Each gets an owner number; its host functions pass it to [`crate::nn`], and when
+//! WasmEdge deletes the instance its finalizer releases everything that guest made.
 
 mod ffi;
 mod memory;
 
 use crate::abi::{Errno, GuestMemory};
 use crate::error::{NnError, NnResult};
-use crate::{logging, nn, preload};
+use crate::registry::Owner;
+use crate::{limits, logging, nn, preload};
 use ffi::*;
 use memory::FrameMemory;
 use std::ffi::{c_char, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 /// WasmEdge 0.14 looks for plugin `wasi_nn` with module `wasi_nn`; without it, it registers
@@ -21,7 +27,7 @@ const PLUGIN_NAME: &[u8] = b"wasi_nn\0";
 const MODULE_NAME: &[u8] = b"wasi_nn\0";
 const INSTANCE_NAME: &str = "wasi_ephemeral_nn";
 
-type Call = fn(&mut dyn GuestMemory, &[u32]) -> NnResult<()>;
+type Call = fn(&mut dyn GuestMemory, Owner, &[u32]) -> NnResult<()>;
 
 /// One host function: its import name, number of i32 parameters (one i32 result, the
 /// error code) and the operation it runs.
@@ -34,37 +40,41 @@ struct HostFunction {
 const MAX_ARITY: usize = 6;
 
 static FUNCTIONS: [HostFunction; 12] = [
-    HostFunction { name: "load", arity: 5, call: |m, a| nn::load(m, a[0], a[1], a[2], a[3], a[4]) },
-    HostFunction { name: "load_by_name", arity: 3, call: |m, a| nn::load_by_name(m, a[0], a[1], a[2]) },
+    HostFunction { name: "load", arity: 5, call: |m, o, a| nn::load(m, o, a[0], a[1], a[2], a[3], a[4]) },
+    HostFunction { name: "load_by_name", arity: 3, call: |m, o, a| nn::load_by_name(m, o, a[0], a[1], a[2]) },
     HostFunction {
         name: "load_by_name_with_config",
         arity: 5,
-        call: |m, a| nn::load_by_name_with_config(m, a[0], a[1], a[2], a[3], a[4]),
+        call: |m, o, a| nn::load_by_name_with_config(m, o, a[0], a[1], a[2], a[3], a[4]),
     },
-    HostFunction { name: "init_execution_context", arity: 2, call: |m, a| nn::init_execution_context(m, a[0], a[1]) },
-    HostFunction { name: "set_input", arity: 3, call: |m, a| nn::set_input(m, a[0], a[1], a[2]) },
-    HostFunction { name: "get_output", arity: 5, call: |m, a| nn::get_output(m, a[0], a[1], a[2], a[3], a[4]) },
+    HostFunction {
+        name: "init_execution_context",
+        arity: 2,
+        call: |m, o, a| nn::init_execution_context(m, o, a[0], a[1]),
+    },
+    HostFunction { name: "set_input", arity: 3, call: |m, o, a| nn::set_input(m, o, a[0], a[1], a[2]) },
+    HostFunction { name: "get_output", arity: 5, call: |m, o, a| nn::get_output(m, o, a[0], a[1], a[2], a[3], a[4]) },
     HostFunction {
         name: "get_output_single",
         arity: 5,
-        call: |m, a| nn::get_output_single(m, a[0], a[1], a[2], a[3], a[4]),
+        call: |m, o, a| nn::get_output_single(m, o, a[0], a[1], a[2], a[3], a[4]),
     },
-    HostFunction { name: "compute", arity: 1, call: |m, a| nn::compute(m, a[0]) },
-    HostFunction { name: "compute_single", arity: 1, call: |m, a| nn::compute_single(m, a[0]) },
-    HostFunction { name: "fini_single", arity: 1, call: |m, a| nn::fini_single(m, a[0]) },
-    HostFunction { name: "unload", arity: 1, call: |m, a| nn::unload(m, a[0]) },
+    HostFunction { name: "compute", arity: 1, call: |m, o, a| nn::compute(m, o, a[0]) },
+    HostFunction { name: "compute_single", arity: 1, call: |m, o, a| nn::compute_single(m, o, a[0]) },
+    HostFunction { name: "fini_single", arity: 1, call: |m, o, a| nn::fini_single(m, o, a[0]) },
+    HostFunction { name: "unload", arity: 1, call: |m, o, a| nn::unload(m, o, a[0]) },
     HostFunction {
         name: "finalize_execution_context",
         arity: 1,
-        call: |m, a| nn::finalize_execution_context(m, a[0]),
+        call: |m, o, a| nn::finalize_execution_context(m, o, a[0]),
     },
 ];
 
 /// Run one host function and turn its outcome into the guest's error code. Nothing unwinds
 /// past this point: a panic becomes RuntimeError and a log line.
-fn dispatch(f: &HostFunction, memory: Option<FrameMemory>, args: &[u32]) -> Errno {
+fn dispatch(f: &HostFunction, owner: Owner, memory: Option<FrameMemory>, args: &[u32]) -> Errno {
     let outcome = catch_unwind(AssertUnwindSafe(|| match memory {
-        Some(mut m) => (f.call)(&mut m, args),
+        Some(mut m) => (f.call)(&mut m, owner, args),
         None => Err(NnError::new(Errno::MissingMemory, "the guest exports no memory")),
     }));
     match outcome {
@@ -72,7 +82,9 @@ fn dispatch(f: &HostFunction, memory: Option<FrameMemory>, args: &[u32]) -> Errn
         Ok(Err(e)) => {
             match e.errno {
                 Errno::EndOfSequence => log::debug!("{}: {}", f.name, e.message),
-                Errno::ContextFull | Errno::PromptTooLong => log::info!("{}: {}", f.name, e.message),
+                Errno::ContextFull | Errno::PromptTooLong => {
+                    log::info!("{}: {}", f.name, e.message)
+                }
                 _ => log::error!("{}({args:?}) failed with {:?}: {}", f.name, e.errno, e.message),
             }
             e.errno
@@ -89,15 +101,29 @@ fn dispatch(f: &HostFunction, memory: Option<FrameMemory>, args: &[u32]) -> Errn
     }
 }
 
-/// The trampoline WasmEdge calls for every host function; `data` is the `HostFunction`.
+/// What one module instance's host functions point to: its owner number and, per function,
+/// the table entry. Freed by the instance's finalizer.
+struct Instance {
+    owner: Owner,
+    calls: Vec<BoundCall>,
+}
+
+struct BoundCall {
+    owner: Owner,
+    function: &'static HostFunction,
+}
+
+/// The trampoline WasmEdge calls for every host function; `data` is a `BoundCall`.
 unsafe extern "C" fn host_call(
     data: *mut c_void,
     frame: *const WasmEdge_CallingFrameContext,
     params: *const WasmEdge_Value,
     returns: *mut WasmEdge_Value,
 ) -> WasmEdge_Result {
-    // SAFETY: `data` was set to an element of the static FUNCTIONS table at registration.
-    let f = unsafe { &*(data as *const HostFunction) };
+    // SAFETY: `data` points into the `Instance` of the module this function belongs to,
+    // which lives until that module's finalizer, after its last call.
+    let bound = unsafe { &*(data as *const BoundCall) };
+    let f = bound.function;
     let mut args = [0u32; MAX_ARITY];
     for (i, a) in args.iter_mut().enumerate().take(f.arity) {
         // SAFETY: WasmEdge passes as many parameters as the function type declares (f.arity).
@@ -105,39 +131,69 @@ unsafe extern "C" fn host_call(
     }
     // SAFETY: `frame` is this call's calling frame.
     let memory = unsafe { FrameMemory::of_frame(frame) };
-    let errno = dispatch(f, memory, &args[..f.arity]);
+    let errno = dispatch(f, bound.owner, memory, &args[..f.arity]);
     // SAFETY: the function type declares one i32 result.
     unsafe { *returns = WasmEdge_ValueGenI32(errno as i32) };
     WasmEdge_Result { Code: 0 }
+}
+
+/// Runs when WasmEdge deletes a module instance: the guest is gone, so is what it made.
+unsafe extern "C" fn finalize_instance(data: *mut c_void) {
+    if data.is_null() {
+        return;
+    }
+    // SAFETY: `data` is the Box<Instance> leaked in `create_module`, finalized once.
+    let instance = unsafe { Box::from_raw(data as *mut Instance) };
+    let owner = instance.owner;
+    if catch_unwind(|| nn::release(owner)).is_err() {
+        eprintln!("wasmedge-nn: failed to release the resources of guest instance {owner}");
+    }
 }
 
 /// The process's own command line (what WasmEdge was started with).
 fn command_line() -> Vec<std::ffi::OsString> {
     use std::os::unix::ffi::OsStringExt;
     match std::fs::read("/proc/self/cmdline") {
-        Ok(raw) => raw.split(|&b| b == 0).filter(|a| !a.is_empty()).map(|a| std::ffi::OsString::from_vec(a.to_vec())).collect(),
+        Ok(raw) => {
+            raw.split(|&b| b == 0).filter(|a| !a.is_empty()).map(|a| std::ffi::OsString::from_vec(a.to_vec())).collect()
+        }
         Err(_) => std::env::args_os().collect(),
     }
 }
 
 unsafe extern "C" fn create_module(_: *const WasmEdge_ModuleDescriptor) -> *mut WasmEdge_ModuleInstanceContext {
+    static NEXT_OWNER: AtomicU64 = AtomicU64::new(1);
     let made = catch_unwind(|| {
         logging::init();
-        let option = descriptor().preload_value();
-        nn::init(preload::collect(preload::values_from_args(command_line()), option));
-        // SAFETY: plain C API calls with valid arguments; WasmEdge copies the names, and the
-        // function data pointers refer to the static FUNCTIONS table.
+        let d = descriptor();
+        limits::set(limits::Limits::resolve(d.option_u32(d.max_contexts), d.option_u32(d.max_workers)));
+        let mut preloads = preload::values_from_args(command_line());
+        preloads.extend(preload::values_from_env());
+        nn::init(preload::collect(preloads, d.preload_value()));
+        let owner = NEXT_OWNER.fetch_add(1, Ordering::Relaxed);
+        let instance = Box::new(Instance {
+            owner,
+            calls: FUNCTIONS.iter().map(|function| BoundCall { owner, function }).collect(),
+        });
+        // SAFETY: plain C API calls with valid arguments; WasmEdge copies the names. The
+        // function data pointers point into `instance`, whose heap block does not move and is
+        // freed by `finalize_instance` when WasmEdge deletes the module.
         unsafe {
-            let module = WasmEdge_ModuleInstanceCreate(wasmedge_str(INSTANCE_NAME));
+            let calls = instance.calls.as_ptr();
+            let module = WasmEdge_ModuleInstanceCreateWithData(
+                wasmedge_str(INSTANCE_NAME),
+                Box::into_raw(instance).cast(),
+                Some(finalize_instance),
+            );
             let i32t = WasmEdge_ValTypeGenI32();
             let params = [i32t; MAX_ARITY];
-            for f in &FUNCTIONS {
+            for (i, f) in FUNCTIONS.iter().enumerate() {
                 let ty = WasmEdge_FunctionTypeCreate(params.as_ptr(), f.arity as u32, &i32t, 1);
-                let data = f as *const HostFunction as *mut c_void;
-                let func = WasmEdge_FunctionInstanceCreate(ty, Some(host_call), data, 0);
+                let func = WasmEdge_FunctionInstanceCreate(ty, Some(host_call), calls.add(i) as *mut c_void, 0);
                 WasmEdge_FunctionTypeDelete(ty);
                 WasmEdge_ModuleInstanceAddFunction(module, wasmedge_str(f.name), func);
             }
+            log::debug!("guest instance {owner}: wasi_ephemeral_nn module created");
             module
         }
     });
@@ -151,6 +207,8 @@ unsafe extern "C" fn create_module(_: *const WasmEdge_ModuleDescriptor) -> *mut 
 struct Descriptor {
     plugin: WasmEdge_PluginDescriptor,
     preload: *mut WasmEdge_String,
+    max_contexts: *mut u32,
+    max_workers: *mut u32,
 }
 // SAFETY: written once inside OnceLock::get_or_init; WasmEdge writes the option storage
 // while parsing the command line, before any module (and so any reader) exists.
@@ -170,13 +228,20 @@ impl Descriptor {
         let bytes = unsafe { std::slice::from_raw_parts(s.Buf.cast::<u8>(), s.Length as usize) };
         Some(String::from_utf8_lossy(bytes).into_owned())
     }
+
+    /// The value WasmEdge stored for a UInt32 option (0 when not given).
+    fn option_u32(&self, storage: *mut u32) -> u32 {
+        // SAFETY: `storage` is one of the leaked option storages of this descriptor.
+        unsafe { storage.read() }
+    }
 }
 
 /// The C API version WasmEdge demands, which must match exactly: 0.14.0 wants 3,
 /// 0.14.1 to 0.16 want 4, 0.17 wants 5. The loaded libwasmedge tells its version.
 fn api_version() -> u32 {
     // SAFETY: plain getters of the process's libwasmedge.
-    let (major, minor, patch) = unsafe { (WasmEdge_VersionGetMajor(), WasmEdge_VersionGetMinor(), WasmEdge_VersionGetPatch()) };
+    let (major, minor, patch) =
+        unsafe { (WasmEdge_VersionGetMajor(), WasmEdge_VersionGetMinor(), WasmEdge_VersionGetPatch()) };
     match (major, minor, patch) {
         (0, 14, 0) => 3,
         (0, 14, _) | (0, 15, _) | (0, 16, _) => 4,
@@ -198,13 +263,32 @@ fn descriptor() -> &'static Descriptor {
         let default: &'static WasmEdge_String =
             Box::leak(Box::new(WasmEdge_String { Length: 0, Buf: EMPTY.as_ptr() as *const c_char }));
         let preload: *mut WasmEdge_String = Box::leak(Box::new(WasmEdge_String { Length: 0, Buf: std::ptr::null() }));
-        let options = Box::leak(Box::new([WasmEdge_ProgramOption {
-            Name: b"nn-preload\0".as_ptr().cast(),
-            Description: b"Preload a model: NAME:ENCODING:TARGET:PATH (repeatable)\0".as_ptr().cast(),
-            Type: WasmEdge_ProgramOptionType_String,
-            Storage: preload.cast(),
-            DefaultValue: (default as *const WasmEdge_String).cast(),
-        }]));
+        let max_contexts: *mut u32 = Box::leak(Box::new(0u32));
+        let max_workers: *mut u32 = Box::leak(Box::new(0u32));
+        static ZERO: u32 = 0;
+        let options = Box::leak(Box::new([
+            WasmEdge_ProgramOption {
+                Name: b"nn-preload\0".as_ptr().cast(),
+                Description: b"Preload a model: NAME:ENCODING:TARGET:PATH (repeatable)\0".as_ptr().cast(),
+                Type: WasmEdge_ProgramOptionType_String,
+                Storage: preload.cast(),
+                DefaultValue: (default as *const WasmEdge_String).cast(),
+            },
+            WasmEdge_ProgramOption {
+                Name: b"nn-max-contexts\0".as_ptr().cast(),
+                Description: b"Most WASI-NN execution contexts open at once (default 64)\0".as_ptr().cast(),
+                Type: WasmEdge_ProgramOptionType_UInt32,
+                Storage: max_contexts.cast(),
+                DefaultValue: (&ZERO as *const u32).cast(),
+            },
+            WasmEdge_ProgramOption {
+                Name: b"nn-max-workers\0".as_ptr().cast(),
+                Description: b"Most WASI-NN streams generating ahead at once (default 16)\0".as_ptr().cast(),
+                Type: WasmEdge_ProgramOptionType_UInt32,
+                Storage: max_workers.cast(),
+                DefaultValue: (&ZERO as *const u32).cast(),
+            },
+        ]));
         let modules = Box::leak(Box::new([WasmEdge_ModuleDescriptor {
             Name: MODULE_NAME.as_ptr().cast(),
             Description: b"WASI-NN: GGUF language models through llama.cpp\0".as_ptr().cast(),
@@ -216,13 +300,20 @@ fn descriptor() -> &'static Descriptor {
                 Name: PLUGIN_NAME.as_ptr().cast(),
                 Description: b"WASI-NN in Rust (wasmedge-nn)\0".as_ptr().cast(),
                 APIVersion: api_version(),
-                Version: WasmEdge_PluginVersionData { Major: version[0], Minor: version[1], Patch: version[2], Build: 0 },
+                Version: WasmEdge_PluginVersionData {
+                    Major: version[0],
+                    Minor: version[1],
+                    Patch: version[2],
+                    Build: 0,
+                },
                 ModuleCount: 1,
-                ProgramOptionCount: 1,
+                ProgramOptionCount: options.len() as u32,
                 ModuleDescriptions: modules.as_mut_ptr(),
                 ProgramOptions: options.as_mut_ptr(),
             },
             preload,
+            max_contexts,
+            max_workers,
         }
     })
 }

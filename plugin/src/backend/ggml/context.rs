@@ -1,13 +1,16 @@
 //! A GGML execution context: its own options, prompt, output and llama.cpp session.
 
 use super::options::Options;
-use super::session::{End, Generation, Session};
+use super::session::{End, Generation, Metrics, Session};
+use super::worker::{Next, Worker};
 use super::GgmlGraph;
 use crate::abi::{Errno, Tensor};
 use crate::backend::ExecutionContext;
 use crate::error::{NnError, NnResult};
+use crate::limits;
 use llama_cpp_2::token::LlamaToken;
 use std::borrow::Cow;
+use std::io::Write;
 use std::sync::Arc;
 
 /// Input index of the metadata JSON; every other index is the prompt.
@@ -17,18 +20,41 @@ pub struct GgmlContext {
     graph: Arc<GgmlGraph>,
     options: Options,
     prompt: Vec<LlamaToken>,
-    /// Made on first use, remade when the options it depends on change.
+    /// Made on first use, remade when the options it depends on change. Away (inside the
+    /// worker) while a worker streams.
     session: Option<Session>,
-    output: Vec<u8>,
+    /// The current generation when it runs in the guest's thread (`compute`, or a stream
+    /// with run-ahead 0); also the finished one a worker handed back.
     generation: Option<Generation>,
-    /// Whether `generation` belongs to a `compute_single` stream.
+    /// The current stream's generation when it runs ahead on its own thread.
+    worker: Option<Worker>,
+    /// Whether the current generation is a `compute_single` stream.
     streaming: bool,
+    /// Everything the current generation has handed out; the last token's bytes start at
+    /// `piece`.
+    output: Vec<u8>,
+    piece: usize,
+    /// Tokens handed out and what they cost so far, for output 1.
+    output_tokens: i64,
+    metrics: Metrics,
 }
 
 impl GgmlContext {
     pub fn new(graph: Arc<GgmlGraph>) -> Self {
         let options = graph.options.clone();
-        Self { graph, options, prompt: Vec::new(), session: None, output: Vec::new(), generation: None, streaming: false }
+        Self {
+            graph,
+            options,
+            prompt: Vec::new(),
+            session: None,
+            generation: None,
+            worker: None,
+            streaming: false,
+            output: Vec::new(),
+            piece: 0,
+            output_tokens: 0,
+            metrics: Metrics::default(),
+        }
     }
 
     fn session(&mut self) -> NnResult<&mut Session> {
@@ -51,20 +77,75 @@ impl GgmlContext {
             return Err(NnError::invalid_argument("no prompt: call set_input with the prompt at index 0 first"));
         }
         self.output.clear();
+        self.piece = 0;
+        self.output_tokens = 0;
         self.generation = None;
         let prompt = std::mem::take(&mut self.prompt);
         let started = self.session().and_then(|s| Generation::start(s, &prompt));
         self.prompt = prompt;
-        self.generation = Some(started?);
+        let generation = started?;
+        self.metrics = generation.metrics();
+        self.generation = Some(generation);
         Ok(())
     }
 
-    /// One step of the current generation.
+    /// One step of the current generation, in this thread or from the worker: the token's
+    /// bytes are appended to the output, or the end is returned.
     fn step(&mut self) -> NnResult<Option<End>> {
-        let (Some(generation), Some(session)) = (self.generation.as_mut(), self.session.as_mut()) else {
-            return Err(NnError::runtime("no generation in progress"));
+        let start = self.output.len();
+        let end = if let Some(worker) = &self.worker {
+            match worker.next(&mut self.output) {
+                Next::Token(metrics) => {
+                    self.output_tokens += 1;
+                    self.metrics = metrics;
+                    None
+                }
+                Next::End(end, metrics) => {
+                    self.metrics = metrics;
+                    // The worker has stopped: take the session back for the next prompt.
+                    self.stop_worker(true);
+                    Some(end?)
+                }
+            }
+        } else {
+            let (Some(generation), Some(session)) = (self.generation.as_mut(), self.session.as_mut()) else {
+                return Err(NnError::runtime("no generation in progress"));
+            };
+            let end = generation.step(session, &mut self.output)?;
+            self.output_tokens = generation.generated();
+            self.metrics = generation.metrics();
+            end
         };
-        generation.step(session, &mut self.output)
+        if end.is_none() {
+            self.piece = start;
+            if self.options.stream_stdout {
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(&self.output[start..]).and_then(|_| out.flush());
+            }
+        }
+        Ok(end)
+    }
+
+    /// Stop a running worker and take its session back (and its generation, when `keep`).
+    /// A worker that panicked loses the session; a new one is made on next use.
+    fn stop_worker(&mut self, keep: bool) {
+        let Some(worker) = self.worker.take() else {
+            return;
+        };
+        match worker.finish() {
+            Ok(finished) => {
+                self.session = Some(finished.session);
+                self.generation = keep.then_some(finished.generation);
+            }
+            Err(e) => log::error!("{}", e.message),
+        }
+    }
+
+    /// End any stream in progress (a stopped worker within one token's time).
+    fn end_stream(&mut self) {
+        self.stop_worker(false);
+        self.streaming = false;
+        self.generation = None;
     }
 
     fn end_code(end: End) -> NnResult<()> {
@@ -78,11 +159,10 @@ impl GgmlContext {
     }
 
     fn metadata_json(&self) -> String {
-        let output_tokens = self.generation.as_ref().map_or(0, Generation::generated);
-        let m = self.generation.as_ref().map(Generation::metrics).unwrap_or_default();
+        let m = &self.metrics;
         serde_json::json!({
             "input_tokens": self.prompt.len(),
-            "output_tokens": output_tokens,
+            "output_tokens": self.output_tokens,
             "prompt_tokens_evaluated": m.prompt_evaluated,
             "prompt_tokens_reused": m.prompt_reused,
             "prompt_ms": (m.prompt_ms * 1e3).round() / 1e3,
@@ -95,6 +175,8 @@ impl GgmlContext {
 
 impl ExecutionContext for GgmlContext {
     fn set_input(&mut self, index: u32, tensor: Tensor) -> NnResult<()> {
+        // New input ends a stream in progress.
+        self.end_stream();
         if index == METADATA_INDEX {
             self.options.apply_json(&tensor.data)?;
             self.options.apply_logging();
@@ -107,14 +189,12 @@ impl ExecutionContext for GgmlContext {
         // Special tokens are added (BOS) and special-token text (<|im_start|>) is parsed, as
         // WasmEdge's plugin does.
         self.prompt = self.graph.model.vocab().tokenize(text, true, true);
-        self.generation = None;
-        self.streaming = false;
         log::debug!("prompt: {} bytes, {} tokens", text.len(), self.prompt.len());
         Ok(())
     }
 
     fn compute(&mut self) -> NnResult<()> {
-        self.streaming = false;
+        self.end_stream();
         self.start()?;
         loop {
             if let Some(end) = self.step()? {
@@ -131,9 +211,20 @@ impl ExecutionContext for GgmlContext {
     }
 
     fn compute_single(&mut self) -> NnResult<()> {
-        if !self.streaming || self.generation.is_none() {
-            self.streaming = true;
+        if !self.streaming || (self.generation.is_none() && self.worker.is_none()) {
+            self.end_stream();
+            // Take a worker slot before the prompt's work, so Busy costs nothing.
+            let run_ahead = self.options.run_ahead;
+            let slot = if run_ahead > 0 { Some(limits::worker_slot()?) } else { None };
             self.start()?;
+            self.streaming = true;
+            if let Some(slot) = slot {
+                let (session, generation) = (self.session.take(), self.generation.take());
+                let (Some(session), Some(generation)) = (session, generation) else {
+                    return Err(NnError::runtime("no generation to stream"));
+                };
+                self.worker = Some(Worker::spawn(session, generation, run_ahead, slot)?);
+            }
         }
         match self.step()? {
             None => Ok(()),
@@ -145,14 +236,14 @@ impl ExecutionContext for GgmlContext {
     fn get_output_single(&mut self, index: u32) -> NnResult<Cow<'_, [u8]>> {
         Ok(match index {
             METADATA_INDEX => Cow::Owned(self.metadata_json().into_bytes()),
-            _ => Cow::Borrowed(self.generation.as_ref().map_or(&[][..], |g| g.last_piece(&self.output))),
+            _ => Cow::Borrowed(&self.output[self.piece.min(self.output.len())..]),
         })
     }
 
     fn fini_single(&mut self) -> NnResult<()> {
-        self.streaming = false;
-        self.generation = None;
+        self.end_stream();
         self.output.clear();
+        self.piece = 0;
         Ok(())
     }
 }

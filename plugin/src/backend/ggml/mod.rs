@@ -6,6 +6,7 @@ mod context;
 mod native_log;
 pub mod options;
 mod session;
+mod worker;
 
 use crate::abi::ExecutionTarget;
 use crate::backend::{Backend, ExecutionContext, Graph};

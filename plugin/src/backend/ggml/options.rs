@@ -41,7 +41,13 @@ pub struct Options {
     pub seed: u32,
     /// Tokens the repetition penalties look back on (llama.cpp's penalty_last_n).
     pub repeat_last_n: i32,
+    /// Streaming: how many tokens a context's worker may compute ahead of the guest; 0 runs
+    /// the generation in the guest's own thread, one token per `compute_single`.
+    pub run_ahead: u32,
 }
+
+/// The largest run-ahead window a guest may ask for.
+pub const MAX_RUN_AHEAD: u32 = 64;
 
 /// The cores this process may run on (affinity and cgroup quotas included). WasmEdge's own
 /// plugin defaults to 4 threads, which on a 2-core machine oversubscribes ggml's spinning
@@ -79,6 +85,7 @@ impl Default for Options {
             frequency_penalty: 0.0,
             seed: u32::MAX,
             repeat_last_n: 64,
+            run_ahead: 4,
         }
     }
 }
@@ -113,6 +120,7 @@ struct Metadata {
     frequency_penalty: Option<f64>,
     seed: Option<u64>,
     repeat_last_n: Option<i32>,
+    run_ahead: Option<u32>,
 }
 
 macro_rules! apply {
@@ -132,10 +140,33 @@ impl Options {
         let m: Metadata = serde_json::from_value(value)
             .map_err(|e| NnError::invalid_argument(format!("metadata has a value of the wrong type: {e}")))?;
         let mut next = self.clone();
-        apply!(next, m,
-            enable_log, enable_debug_log, stream_stdout, n_gpu_layers, main_gpu, use_mmap, use_mlock,
-            ctx_size, batch_size, ubatch_size, threads, threads_batch, n_predict, ignore_eos,
-            temp, top_k, top_p, min_p, repeat_penalty, presence_penalty, frequency_penalty, repeat_last_n);
+        apply!(
+            next,
+            m,
+            enable_log,
+            enable_debug_log,
+            stream_stdout,
+            n_gpu_layers,
+            main_gpu,
+            use_mmap,
+            use_mlock,
+            ctx_size,
+            batch_size,
+            ubatch_size,
+            threads,
+            threads_batch,
+            n_predict,
+            ignore_eos,
+            temp,
+            top_k,
+            top_p,
+            min_p,
+            repeat_penalty,
+            presence_penalty,
+            frequency_penalty,
+            repeat_last_n,
+            run_ahead
+        );
         if let Some(fa) = m.flash_attn {
             next.flash_attn = Some(fa);
         }
@@ -166,6 +197,9 @@ impl Options {
         if !(1..=512).contains(&self.threads) || !(1..=512).contains(&self.threads_batch) {
             return bad("threads and threads-batch must be between 1 and 512");
         }
+        if self.run_ahead > MAX_RUN_AHEAD {
+            return Err(NnError::invalid_argument(format!("run-ahead must be between 0 and {MAX_RUN_AHEAD}")));
+        }
         if !(self.temp.is_finite() && self.top_p.is_finite() && self.min_p.is_finite()) {
             return bad("temp, top-p and min-p must be finite numbers");
         }
@@ -190,7 +224,14 @@ impl Options {
     /// Whether two option sets need different llama.cpp contexts.
     pub fn same_context(&self, other: &Options) -> bool {
         (self.ctx_size, self.batch_size, self.ubatch_size, self.threads, self.threads_batch, self.flash_attn)
-            == (other.ctx_size, other.batch_size, other.ubatch_size, other.threads, other.threads_batch, other.flash_attn)
+            == (
+                other.ctx_size,
+                other.batch_size,
+                other.ubatch_size,
+                other.threads,
+                other.threads_batch,
+                other.flash_attn,
+            )
     }
 }
 
@@ -202,7 +243,8 @@ mod tests {
     #[test]
     fn applies_known_keys_and_ignores_unknown_ones() {
         let mut o = Options::default();
-        o.apply_json(br#"{"ctx-size": 1024, "temp": 0, "n-predict": 32, "threads": 3, "some-client-key": [1]}"#).unwrap();
+        o.apply_json(br#"{"ctx-size": 1024, "temp": 0, "n-predict": 32, "threads": 3, "some-client-key": [1]}"#)
+            .unwrap();
         assert_eq!((o.ctx_size, o.temp, o.n_predict, o.threads, o.threads_batch), (1024, 0.0, 32, 3, 3));
     }
 

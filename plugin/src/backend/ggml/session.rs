@@ -13,7 +13,6 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::DecodeError;
-use std::io::Write;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 
@@ -111,9 +110,11 @@ impl Session {
     /// multi-turn chat) are kept, and only the rest is evaluated. Returns how many prompt
     /// tokens were reused.
     pub fn eval_prompt(&mut self, prompt: &[LlamaToken]) -> NnResult<usize> {
-        let Self { cell, batch, n_past, cached, .. } = self;
+        let Self { cell, batch, n_past, cached, options } = self;
+        let threads = options.threads_batch as usize;
         // At least the last prompt token is evaluated: its logits start the generation.
-        let mut reused = cached.iter().zip(prompt).take_while(|(a, b)| a == b).count().min(prompt.len().saturating_sub(1));
+        let mut reused =
+            cached.iter().zip(prompt).take_while(|(a, b)| a == b).count().min(prompt.len().saturating_sub(1));
         cell.with_dependent_mut(|_, ctx| {
             // Drop what follows the shared prefix; a cache that cannot drop part of a sequence
             // (recurrent or sliding-window models) starts over.
@@ -132,6 +133,7 @@ impl Session {
                     let is_last = last_chunk && i + 1 == chunk.len();
                     batch.add(tok, *n_past + i as i32, &[0], is_last).map_err(|e| NnError::runtime(e.to_string()))?;
                 }
+                let _cores = crate::cores::cpu().acquire(threads);
                 ctx.decode(batch).map_err(decode_error)?;
                 cached.extend_from_slice(chunk);
                 *n_past += chunk.len() as i32;
@@ -142,9 +144,10 @@ impl Session {
 
     /// Append one token at the next position.
     fn eval_token(&mut self, token: LlamaToken) -> NnResult<()> {
-        let Self { cell, batch, n_past, cached, .. } = self;
+        let Self { cell, batch, n_past, cached, options } = self;
         batch.clear();
         batch.add(token, *n_past, &[0], true).map_err(|e| NnError::runtime(e.to_string()))?;
+        let _cores = crate::cores::cpu().acquire(options.threads as usize);
         cell.with_dependent_mut(|_, ctx| ctx.decode(batch)).map_err(decode_error)?;
         cached.push(token);
         *n_past += 1;
@@ -281,11 +284,6 @@ impl Generation {
         model.vocab().token_to_piece_into(token, output, true, None);
         self.pending = Some(token);
         self.generated += 1;
-        let piece = &output[self.last_piece..];
-        if o.stream_stdout {
-            let mut out = std::io::stdout().lock();
-            let _ = out.write_all(piece).and_then(|_| out.flush());
-        }
         if let Some(rp) = &o.reverse_prompt {
             // Only the tail can newly contain it.
             let from = self.last_piece.saturating_sub(rp.len());

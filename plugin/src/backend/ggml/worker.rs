@@ -1,0 +1,170 @@
+//! A streaming generation on its own thread. The worker computes tokens ahead of the guest,
+//! at most `window` of them, and hands them over one at a time; while the guest handles a
+//! token the next one is being computed. The tokens are those of [`Generation::step`], so a
+//! stream through a worker is exactly the stream without one.
+//!
+//! Stopping (on `fini_single`, a new input or the context's end) sets a flag the worker
+//! checks between tokens, so it stops within one token's time; the session, with its KV
+//! cache, comes back to the context for the next prompt.
+
+use super::session::{End, Generation, Metrics, Session};
+use crate::error::{NnError, NnResult};
+use crate::limits::Slot;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+/// What the worker hands back when it is done.
+pub struct Finished {
+    pub session: Session,
+    pub generation: Generation,
+}
+
+/// One token waiting for the guest: the length of its bytes in `Queue::bytes`, and the
+/// generation's costs when it was made.
+struct Token {
+    len: usize,
+    metrics: Metrics,
+}
+
+#[derive(Default)]
+struct Queue {
+    bytes: VecDeque<u8>,
+    tokens: VecDeque<Token>,
+    /// Set once the worker has stopped producing: how the generation ended, with its costs.
+    end: Option<(NnResult<End>, Metrics)>,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    /// Signalled when a token or the end is queued.
+    produced: Condvar,
+    /// Signalled when the guest takes a token, or on stop.
+    taken: Condvar,
+    stop: AtomicBool,
+    window: usize,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // Nothing panics while holding this lock; recover from poisoning anyway.
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// What the guest gets from [`Worker::next`].
+pub enum Next {
+    /// A token; its bytes were appended to the output.
+    Token(Metrics),
+    /// The generation is over.
+    End(NnResult<End>, Metrics),
+}
+
+pub struct Worker {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<Finished>>,
+}
+
+impl Worker {
+    /// Start generating on a new thread. `slot` is held for the thread's lifetime.
+    pub fn spawn(mut session: Session, mut generation: Generation, window: u32, slot: Slot) -> NnResult<Self> {
+        let window = window.max(1) as usize;
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue {
+                bytes: VecDeque::with_capacity(window * 32),
+                tokens: VecDeque::with_capacity(window),
+                end: None,
+            }),
+            produced: Condvar::new(),
+            taken: Condvar::new(),
+            stop: AtomicBool::new(false),
+            window,
+        });
+        let theirs = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("wasmedge-nn-stream".into())
+            .spawn(move || {
+                let _slot = slot;
+                // The worker's own copy of the output, which the reverse-prompt check reads.
+                let mut output = Vec::with_capacity(4096);
+                produce(&theirs, &mut session, &mut generation, &mut output);
+                Finished { session, generation }
+            })
+            .map_err(|e| NnError::runtime(format!("cannot start a streaming worker thread: {e}")))?;
+        Ok(Self { shared, thread: Some(thread) })
+    }
+
+    /// Wait for the next token and append its bytes to `output`.
+    pub fn next(&self, output: &mut Vec<u8>) -> Next {
+        let mut q = self.shared.lock();
+        loop {
+            if let Some(token) = q.tokens.pop_front() {
+                output.extend(q.bytes.drain(..token.len));
+                drop(q);
+                self.shared.taken.notify_one();
+                return Next::Token(token.metrics);
+            }
+            if let Some((end, metrics)) = &q.end {
+                return Next::End(end.clone(), *metrics);
+            }
+            q = self.shared.produced.wait(q).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Stop the worker (if it still runs) and take back the session. Errors only when the
+    /// worker panicked, in which case the session is lost.
+    pub fn finish(mut self) -> NnResult<Finished> {
+        self.stop();
+        let thread = self.thread.take().expect("a worker is finished once");
+        thread.join().map_err(|_| NnError::runtime("the streaming worker failed (a bug; please report it)"))
+    }
+
+    fn stop(&self) {
+        self.shared.stop.store(true, Ordering::Release);
+        // Take the lock so the worker is either before its check or waiting, never between.
+        drop(self.shared.lock());
+        self.shared.taken.notify_one();
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            self.stop();
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The worker's loop: step, queue the token, wait while the window is full.
+fn produce(shared: &Shared, session: &mut Session, generation: &mut Generation, output: &mut Vec<u8>) {
+    loop {
+        if shared.stop.load(Ordering::Acquire) {
+            return;
+        }
+        let step = generation.step(session, output);
+        let mut q = shared.lock();
+        match step {
+            Ok(None) => {
+                let piece = generation.last_piece(output);
+                q.bytes.extend(piece);
+                q.tokens.push_back(Token { len: piece.len(), metrics: generation.metrics() });
+                shared.produced.notify_one();
+            }
+            Ok(Some(end)) => {
+                q.end = Some((Ok(end), generation.metrics()));
+                shared.produced.notify_one();
+                return;
+            }
+            Err(e) => {
+                q.end = Some((Err(e), generation.metrics()));
+                shared.produced.notify_one();
+                return;
+            }
+        }
+        while q.tokens.len() >= shared.window && !shared.stop.load(Ordering::Acquire) {
+            q = shared.taken.wait(q).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}

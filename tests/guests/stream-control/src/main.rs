@@ -1,0 +1,152 @@
+//! Drives the host's streaming workers from a guest and prints `label: value` lines:
+//!
+//!     stream-control.wasm NAME windows   the same stream with run-ahead 0, 1, 4 and 64, and
+//!                                        `compute`; then cancelling by fini_single, by a new
+//!                                        set_input and by finalizing, mid-stream
+//!     stream-control.wasm NAME limits    meets a host started with --nn-max-contexts 2 and
+//!                                        WASMEDGE_NN_MAX_WORKERS=1
+//!
+//! Token streams are printed as Rust-escaped lists, so a test can compare them exactly.
+
+use std::time::Instant;
+use wasmedge_wasi_nn::{
+    BackendError, Error, ExecutionTarget, Graph, GraphBuilder, GraphEncoding, GraphExecutionContext, TensorType,
+};
+
+const PROMPT: &str = "<|im_start|>user\nWrite a story about a lighthouse keeper.<|im_end|>\n<|im_start|>assistant\n";
+const OTHER: &str = "<|im_start|>user\nName three colours.<|im_end|>\n<|im_start|>assistant\n";
+
+fn context(graph: &Graph, config: &str, prompt: &str) -> GraphExecutionContext {
+    let mut ctx = graph.init_execution_context().expect("init_execution_context");
+    ctx.set_input(1, TensorType::U8, &[1], config.as_bytes()).expect("metadata");
+    ctx.set_input(0, TensorType::U8, &[1], prompt.as_bytes()).expect("prompt");
+    ctx
+}
+
+/// One step: Ok(Some(bytes)), Ok(None) at the end, or the error.
+fn next(ctx: &mut GraphExecutionContext) -> Result<Option<Vec<u8>>, Error> {
+    match ctx.compute_single() {
+        Ok(()) => {
+            let mut buf = vec![0u8; 256];
+            let n = ctx.get_output_single(0, &mut buf).expect("get_output_single");
+            buf.truncate(n);
+            Ok(Some(buf))
+        }
+        Err(Error::BackendError(BackendError::EndOfSequence)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The whole stream (or its first `max` tokens), ended with fini_single.
+fn stream(ctx: &mut GraphExecutionContext, max: usize) -> Vec<Vec<u8>> {
+    let mut tokens = Vec::new();
+    while tokens.len() < max {
+        match next(ctx).expect("compute_single") {
+            Some(t) => tokens.push(t),
+            None => break,
+        }
+    }
+    tokens
+}
+
+fn show(tokens: &[Vec<u8>]) -> String {
+    let text: Vec<String> = tokens.iter().map(|t| String::from_utf8_lossy(t).into_owned()).collect();
+    format!("{} {:?}", tokens.len(), text)
+}
+
+fn compute(ctx: &mut GraphExecutionContext) -> String {
+    ctx.compute().expect("compute");
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = ctx.get_output(0, &mut buf).expect("get_output");
+    format!("{:?}", String::from_utf8_lossy(&buf[..n]))
+}
+
+fn code<T>(r: Result<T, Error>) -> String {
+    match r {
+        Ok(_) => "ok".into(),
+        Err(Error::BackendError(e)) => format!("{e:?}"),
+        Err(e) => format!("{e}"),
+    }
+}
+
+#[link(wasm_import_module = "wasi_ephemeral_nn")]
+extern "C" {
+    fn finalize_execution_context(ctx: u32) -> u32;
+}
+
+/// The guest crate has no finalize: call the import with the handle its Debug shows.
+fn finalize(ctx: GraphExecutionContext) -> String {
+    let handle: u32 = format!("{ctx:?}").parse().expect("a context's Debug is its handle");
+    match unsafe { finalize_execution_context(handle) } {
+        0 => "ok".into(),
+        code => code.to_string(),
+    }
+}
+
+fn ms(since: Instant) -> String {
+    format!("{:.3}", since.elapsed().as_secs_f64() * 1e3)
+}
+
+fn windows(graph: &Graph) {
+    for window in [0, 1, 4, 64] {
+        let config = format!(r#"{{"temp": 0, "n-predict": 40, "run-ahead": {window}}}"#);
+        let mut ctx = context(graph, &config, PROMPT);
+        println!("run_ahead_{window}: {}", show(&stream(&mut ctx, usize::MAX)));
+    }
+    let mut ctx = context(graph, r#"{"temp": 0, "n-predict": 40}"#, PROMPT);
+    println!("compute: {}", compute(&mut ctx));
+
+    // A long stream stopped after 3 tokens; the context then streams the prompt afresh.
+    let long = r#"{"temp": 0, "n-predict": 2000, "ctx-size": 4096, "run-ahead": 8}"#;
+    let mut ctx = context(graph, long, PROMPT);
+    let first = stream(&mut ctx, 3);
+    let t = Instant::now();
+    println!("fini_single: {}", code(ctx.fini_single()));
+    println!("fini_single_ms: {}", ms(t));
+    ctx.set_input(1, TensorType::U8, &[1], br#"{"n-predict": 40}"#).expect("metadata");
+    println!("first_3: {}", show(&first));
+    println!("after_fini: {}", show(&stream(&mut ctx, usize::MAX)));
+
+    // A new prompt in the middle of a stream ends it; compute then answers the new prompt.
+    let mut ctx = context(graph, long, PROMPT);
+    stream(&mut ctx, 3);
+    ctx.set_input(1, TensorType::U8, &[1], br#"{"n-predict": 40}"#).expect("metadata");
+    ctx.set_input(0, TensorType::U8, &[1], OTHER.as_bytes()).expect("prompt");
+    println!("after_set_input: {}", compute(&mut ctx));
+    let mut fresh = context(graph, r#"{"temp": 0, "n-predict": 40}"#, OTHER);
+    println!("fresh_other: {}", compute(&mut fresh));
+
+    // Finalizing a context in the middle of a stream stops its worker.
+    let mut ctx = context(graph, long, PROMPT);
+    stream(&mut ctx, 3);
+    let t = Instant::now();
+    println!("finalize: {}", finalize(ctx));
+    println!("finalize_ms: {}", ms(t));
+}
+
+fn limits(graph: &Graph) {
+    let config = r#"{"temp": 0, "n-predict": 8}"#;
+    let mut a = context(graph, config, PROMPT);
+    let mut b = context(graph, config, OTHER);
+    println!("third_context: {}", code(graph.init_execution_context()));
+    println!("a_first_token: {}", code(next(&mut a)));
+    // The one worker is busy with a's stream.
+    println!("b_first_token: {}", code(next(&mut b)));
+    b.set_input(1, TensorType::U8, &[1], br#"{"run-ahead": 0}"#).expect("metadata");
+    println!("b_without_worker: {}", code(next(&mut b)));
+    println!("a_fini: {}", code(a.fini_single()));
+    b.set_input(1, TensorType::U8, &[1], br#"{"run-ahead": 4}"#).expect("metadata");
+    println!("b_after_a_ended: {}", code(next(&mut b)));
+    println!("a_finalize: {}", finalize(a));
+    println!("context_after_finalize: {}", code(graph.init_execution_context()));
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let name = args.get(1).map_or("default", String::as_str);
+    let graph = GraphBuilder::new(GraphEncoding::Ggml, ExecutionTarget::AUTO).build_from_cache(name).expect("load");
+    match args.get(2).map(String::as_str) {
+        Some("limits") => limits(&graph),
+        _ => windows(&graph),
+    }
+}
