@@ -12,3 +12,11 @@ PLUGIN_DIR=${PLUGIN_DIR:-$CARGO_TARGET_DIR/wasmedge-plugin}
 GUEST_DIR=${GUEST_DIR:-$CARGO_TARGET_DIR/wasm32-wasip1/release}
 MODELS_DIR=${MODELS_DIR:-$ROOT/test-models}
 export NN_CACHE WASMEDGE_PREFIX CARGO_TARGET_DIR PLUGIN_DIR GUEST_DIR MODELS_DIR
+# For wasmedge-sys (the embedding test): WasmEdge's headers and library.
+export WASMEDGE_INCLUDE_DIR=${WASMEDGE_INCLUDE_DIR:-$WASMEDGE_PREFIX/include}
+export WASMEDGE_LIB_DIR=${WASMEDGE_LIB_DIR:-$WASMEDGE_PREFIX/lib}
+# A program linking the private prefix's libwasmedge (built for Debian 13) runs under that
+# prefix's loader; cargo runs test binaries through it.
+if [ -x "$WASMEDGE_PREFIX/bin/trixie-run" ]; then
+  export CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER=${CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER:-$WASMEDGE_PREFIX/bin/trixie-run}
+fi

@@ -6,6 +6,8 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 bash "$ROOT/scripts/setup.sh"
 bash "$ROOT/scripts/build.sh"
+# Again, now that WasmEdge is installed: the test runner for binaries linking libwasmedge.
+. "$ROOT/scripts/env.sh"
 cd "$ROOT"
 # ggml's worker threads spin-wait: two models running at once on a small machine starve each
 # other, so the tests run one at a time.

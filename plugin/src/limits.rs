@@ -79,9 +79,8 @@ pub fn worker_slot() -> NnResult<Slot> {
             NnError::new(
                 Errno::Busy,
                 format!(
-                    "{max} streams are already generating (the limit); end one with fini_single, \
-                     set \"run-ahead\": 0 to stream without a worker, or raise --nn-max-workers \
-                     ({MAX_WORKERS_ENV})"
+                    "{max} streams are already generating (the limit); end one with fini_single \
+                     (or let it finish), use compute, or raise --nn-max-workers ({MAX_WORKERS_ENV})"
                 ),
             )
         })

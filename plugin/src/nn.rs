@@ -14,9 +14,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 static REGISTRY: OnceCell<Mutex<Registry>> = OnceCell::new();
 
-/// Set the preloaded models; the first call wins (WasmEdge may create the module more than once).
-pub fn init(preloads: Vec<Preload>) {
-    REGISTRY.get_or_init(|| Mutex::new(Registry::new(preloads)));
+/// Set the preloaded models, made by `preloads` on the first call only (WasmEdge creates the
+/// module once per guest instance).
+pub fn init(preloads: impl FnOnce() -> Vec<Preload>) {
+    REGISTRY.get_or_init(|| Mutex::new(Registry::new(preloads())));
 }
 
 fn registry() -> MutexGuard<'static, Registry> {

@@ -51,3 +51,46 @@ pub fn generate(model: &Path, prompt: &str, n_predict: usize, ctx_size: u32, thr
     }
     (out, n)
 }
+
+/// The native streaming loop, timed: greedy tokens one at a time (ignoring end of
+/// generation), each step doing what one `compute_single` does: evaluate the previous token,
+/// then sample and detokenize the next. Returns the time to the first token (prompt
+/// included) and each later step's time, in ms.
+pub fn time_tokens(model: &Path, prompt: &str, n_tokens: usize, ctx_size: u32, threads: i32) -> (f64, Vec<f64>) {
+    let backend = backend();
+    let model = LlamaModel::load_from_file(backend, model, &LlamaModelParams::default()).expect("load model");
+    let params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(ctx_size))
+        .with_n_threads(threads)
+        .with_n_threads_batch(threads);
+    let mut ctx = model.new_context(backend, params).expect("context");
+    let mut sampler = LlamaSampler::greedy();
+    let mut piece = Vec::with_capacity(64);
+
+    let start = std::time::Instant::now();
+    let tokens = model.vocab().tokenize(prompt.as_bytes(), true, true);
+    let mut batch = LlamaBatch::new(tokens.len().max(1), 1);
+    for (i, t) in tokens.iter().enumerate() {
+        batch.add(*t, i as i32, &[0], i + 1 == tokens.len()).unwrap();
+    }
+    ctx.decode(&mut batch).expect("decode prompt");
+    let mut token = sampler.sample(&ctx, batch.n_tokens() - 1);
+    model.vocab().token_to_piece_into(token, &mut piece, true, None);
+    let ttft = start.elapsed().as_secs_f64() * 1e3;
+
+    let mut pos = tokens.len() as i32;
+    let steps = (1..n_tokens)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            batch.clear();
+            batch.add(token, pos, &[0], true).unwrap();
+            pos += 1;
+            ctx.decode(&mut batch).expect("decode");
+            token = sampler.sample(&ctx, 0);
+            piece.clear();
+            model.vocab().token_to_piece_into(token, &mut piece, true, None);
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    (ttft, steps)
+}

@@ -167,9 +167,11 @@ unsafe extern "C" fn create_module(_: *const WasmEdge_ModuleDescriptor) -> *mut 
         logging::init();
         let d = descriptor();
         limits::set(limits::Limits::resolve(d.option_u32(d.max_contexts), d.option_u32(d.max_workers)));
-        let mut preloads = preload::values_from_args(command_line());
-        preloads.extend(preload::values_from_env());
-        nn::init(preload::collect(preloads, d.preload_value()));
+        nn::init(|| {
+            let mut values = preload::values_from_args(command_line());
+            values.extend(preload::values_from_env());
+            preload::collect(values, d.preload_value())
+        });
         let owner = NEXT_OWNER.fetch_add(1, Ordering::Relaxed);
         let instance = Box::new(Instance {
             owner,

@@ -23,8 +23,8 @@ pub struct GgmlContext {
     /// Made on first use, remade when the options it depends on change. Away (inside the
     /// worker) while a worker streams.
     session: Option<Session>,
-    /// The current generation when it runs in the guest's thread (`compute`, or a stream
-    /// with run-ahead 0); also the finished one a worker handed back.
+    /// The current generation of a `compute` (which runs it on a thread of its own), or the
+    /// finished one a stream's worker handed back.
     generation: Option<Generation>,
     /// The current stream's generation when it runs ahead on its own thread.
     worker: Option<Worker>,
@@ -76,10 +76,7 @@ impl GgmlContext {
         if self.prompt.is_empty() {
             return Err(NnError::invalid_argument("no prompt: call set_input with the prompt at index 0 first"));
         }
-        self.output.clear();
-        self.piece = 0;
-        self.output_tokens = 0;
-        self.generation = None;
+        self.reset_output();
         let prompt = std::mem::take(&mut self.prompt);
         let started = self.session().and_then(|s| Generation::start(s, &prompt));
         self.prompt = prompt;
@@ -87,6 +84,14 @@ impl GgmlContext {
         self.metrics = generation.metrics();
         self.generation = Some(generation);
         Ok(())
+    }
+
+    fn reset_output(&mut self) {
+        self.output.clear();
+        self.piece = 0;
+        self.output_tokens = 0;
+        self.metrics = Metrics::default();
+        self.generation = None;
     }
 
     /// One step of the current generation, in this thread or from the worker: the token's
@@ -135,7 +140,7 @@ impl GgmlContext {
         match worker.finish() {
             Ok(finished) => {
                 self.session = Some(finished.session);
-                self.generation = keep.then_some(finished.generation);
+                self.generation = finished.generation.filter(|_| keep);
             }
             Err(e) => log::error!("{}", e.message),
         }
@@ -195,12 +200,25 @@ impl ExecutionContext for GgmlContext {
 
     fn compute(&mut self) -> NnResult<()> {
         self.end_stream();
-        self.start()?;
-        loop {
-            if let Some(end) = self.step()? {
-                return Self::end_code(end);
+        // On a thread of its own, like a stream's worker: ggml's threads stay with the thread
+        // that first computes, and the guest's thread must not become one that does (see
+        // `worker`'s notes).
+        std::thread::scope(|s| {
+            let run = std::thread::Builder::new().name("wasmedge-nn-compute".into()).spawn_scoped(s, || {
+                self.start()?;
+                loop {
+                    if let Some(end) = self.step()? {
+                        return Self::end_code(end);
+                    }
+                }
+            });
+            match run {
+                Ok(thread) => {
+                    thread.join().unwrap_or_else(|_| Err(NnError::runtime("compute failed (a bug; please report it)")))
+                }
+                Err(e) => Err(NnError::runtime(format!("cannot start a thread for compute: {e}"))),
             }
-        }
+        })
     }
 
     fn get_output(&mut self, index: u32) -> NnResult<Cow<'_, [u8]>> {
@@ -213,18 +231,18 @@ impl ExecutionContext for GgmlContext {
     fn compute_single(&mut self) -> NnResult<()> {
         if !self.streaming || (self.generation.is_none() && self.worker.is_none()) {
             self.end_stream();
-            // Take a worker slot before the prompt's work, so Busy costs nothing.
-            let run_ahead = self.options.run_ahead;
-            let slot = if run_ahead > 0 { Some(limits::worker_slot()?) } else { None };
-            self.start()?;
-            self.streaming = true;
-            if let Some(slot) = slot {
-                let (session, generation) = (self.session.take(), self.generation.take());
-                let (Some(session), Some(generation)) = (session, generation) else {
-                    return Err(NnError::runtime("no generation to stream"));
-                };
-                self.worker = Some(Worker::spawn(session, generation, run_ahead, slot)?);
+            // Take a worker slot before any work, so Busy costs nothing.
+            let slot = limits::worker_slot()?;
+            if self.prompt.is_empty() {
+                return Err(NnError::invalid_argument("no prompt: call set_input with the prompt at index 0 first"));
             }
+            self.reset_output();
+            self.session()?;
+            let session = self.session.take().expect("made by session()");
+            let fills_cores = self.options.threads >= super::options::available_cores();
+            let run_ahead = self.options.run_ahead;
+            self.worker = Some(Worker::spawn(session, self.prompt.clone(), run_ahead, fills_cores, slot)?);
+            self.streaming = true;
         }
         match self.step()? {
             None => Ok(()),

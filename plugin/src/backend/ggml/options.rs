@@ -41,8 +41,8 @@ pub struct Options {
     pub seed: u32,
     /// Tokens the repetition penalties look back on (llama.cpp's penalty_last_n).
     pub repeat_last_n: i32,
-    /// Streaming: how many tokens a context's worker may compute ahead of the guest; 0 runs
-    /// the generation in the guest's own thread, one token per `compute_single`.
+    /// Streaming: how many tokens a stream's worker may compute ahead of the guest; 0: each
+    /// token only when the guest asks for it.
     pub run_ahead: u32,
 }
 

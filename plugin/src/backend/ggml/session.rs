@@ -251,6 +251,11 @@ impl Generation {
         self.generated
     }
 
+    /// Whether the next step can only end the generation (`n-predict` tokens are out).
+    pub fn at_limit(&self, session: &Session) -> bool {
+        session.options.n_predict >= 0 && self.generated >= session.options.n_predict
+    }
+
     /// The bytes of the last token handed out.
     pub fn last_piece<'o>(&self, output: &'o [u8]) -> &'o [u8] {
         &output[self.last_piece.min(output.len())..]
