@@ -239,9 +239,8 @@ impl ExecutionContext for GgmlContext {
             self.reset_output();
             self.session()?;
             let session = self.session.take().expect("made by session()");
-            let fills_cores = self.options.threads >= super::options::available_cores();
             let run_ahead = self.options.run_ahead;
-            self.worker = Some(Worker::spawn(session, self.prompt.clone(), run_ahead, fills_cores, slot)?);
+            self.worker = Some(Worker::spawn(session, self.prompt.clone(), run_ahead, slot)?);
             self.streaming = true;
         }
         match self.step()? {

@@ -1,25 +1,19 @@
 //! A streaming generation on its own thread. The worker computes tokens ahead of the guest,
 //! at most `window` of them, and hands them over one at a time; while the guest handles a
 //! token the next one is being computed. With a window of 0 it computes each token only
-//! when the guest asks for it.
+//! when the guest asks for it. The tokens are those of [`Generation::step`], so a stream
+//! through a worker is exactly the stream without one.
 //!
 //! Generation never runs on the guest's thread: ggml (with OpenMP) keeps a team of threads
 //! for every thread that has computed, and once a process has more of them than cores,
 //! OpenMP makes them sleep between computations, which measured about 40% slower per token
-//! on 2 cores once the guest's thread had computed as well as a worker. The tokens are those of [`Generation::step`], so a
-//! stream through a worker is exactly the stream without one.
+//! on 2 cores once the guest's thread had computed as well as a worker. For the same reason
+//! a stream left unfinished (its worker parked, its team alive) slows other contexts down:
+//! end streams with `fini_single`.
 //!
 //! Stopping (on `fini_single`, a new input or the context's end) sets a flag the worker
 //! checks between tokens, so it stops within one token's time; the session, with its KV
 //! cache, comes back to the context for the next prompt.
-//!
-//! When ggml's threads already fill every core, the guest's own thread has no core to run
-//! on while the worker computes, and each time it wakes for a token it stalls ggml's
-//! spinning threads (measured: a third slower per token on 2 cores). So a worker that has
-//! just handed a token to a waiting guest pauses until the guest asks for the next one, or
-//! for [`GRACE`] if the guest is busy elsewhere (sending the token on, say); only then does
-//! it run ahead. A guest that is quick gets the blocking path's speed; a guest that works
-//! between tokens gets them computed meanwhile.
 
 use super::session::{End, Generation, Metrics, Session};
 use crate::error::{NnError, NnResult};
@@ -29,10 +23,6 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
-
-/// How long a worker that shares its cores with the guest waits for the guest's next call.
-const GRACE: Duration = Duration::from_millis(1);
 
 /// What the worker hands back when it is done (no generation if the prompt failed).
 pub struct Finished {
@@ -55,8 +45,6 @@ struct Queue {
     end: Option<(NnResult<End>, Metrics)>,
     /// The guest is blocked waiting for a token.
     waiting: bool,
-    /// How many times the guest has asked for a token.
-    calls: u64,
 }
 
 struct Shared {
@@ -67,8 +55,6 @@ struct Shared {
     taken: Condvar,
     stop: AtomicBool,
     window: usize,
-    /// Whether to pause after handing a token to a waiting guest (see the module's notes).
-    yield_to_guest: bool,
 }
 
 impl Shared {
@@ -93,14 +79,7 @@ pub struct Worker {
 
 impl Worker {
     /// Start generating on a new thread. `slot` is held for the thread's lifetime.
-    /// `yield_to_guest`: ggml's threads fill the cores (see the module's notes).
-    pub fn spawn(
-        mut session: Session,
-        prompt: Vec<LlamaToken>,
-        window: u32,
-        yield_to_guest: bool,
-        slot: Slot,
-    ) -> NnResult<Self> {
+    pub fn spawn(mut session: Session, prompt: Vec<LlamaToken>, window: u32, slot: Slot) -> NnResult<Self> {
         let window = window as usize;
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue {
@@ -108,13 +87,11 @@ impl Worker {
                 tokens: VecDeque::with_capacity(window),
                 end: None,
                 waiting: false,
-                calls: 0,
             }),
             produced: Condvar::new(),
             taken: Condvar::new(),
             stop: AtomicBool::new(false),
             window,
-            yield_to_guest,
         });
         let theirs = shared.clone();
         let thread = std::thread::Builder::new()
@@ -143,7 +120,6 @@ impl Worker {
     /// Wait for the next token and append its bytes to `output`.
     pub fn next(&self, output: &mut Vec<u8>) -> Next {
         let mut q = self.shared.lock();
-        q.calls += 1;
         loop {
             if let Some(token) = q.tokens.pop_front() {
                 output.extend(q.bytes.drain(..token.len));
@@ -156,7 +132,7 @@ impl Worker {
                 return Next::End(end.clone(), *metrics);
             }
             q.waiting = true;
-            // A worker pausing for this call goes on now.
+            // A worker with a window of 0 computes only for a waiting guest.
             self.shared.taken.notify_one();
             q = self.shared.produced.wait(q).unwrap_or_else(|p| p.into_inner());
         }
@@ -201,14 +177,6 @@ fn produce(shared: &Shared, session: &mut Session, generation: &mut Generation, 
                 q.bytes.extend(piece);
                 q.tokens.push_back(Token { len: piece.len(), metrics: generation.metrics() });
                 shared.produced.notify_one();
-                if shared.yield_to_guest && q.waiting {
-                    // Let the guest run until it asks again (or GRACE passes).
-                    let (calls, deadline) = (q.calls, Instant::now() + GRACE);
-                    while q.calls == calls && !shared.stop.load(Ordering::Acquire) {
-                        let Some(left) = deadline.checked_duration_since(Instant::now()) else { break };
-                        q = shared.taken.wait_timeout(q, left).unwrap_or_else(|p| p.into_inner()).0;
-                    }
-                }
             }
             Ok(Some(end)) => {
                 q.end = Some((Ok(end), generation.metrics()));
