@@ -9,6 +9,8 @@ bash "$ROOT/scripts/build.sh"
 # Again, now that WasmEdge is installed: the test runner for binaries linking libwasmedge.
 . "$ROOT/scripts/env.sh"
 cd "$ROOT"
+# The benchmarks are not run here, but must keep building.
+cargo bench --no-run --locked -p e2e
 # ggml's worker threads spin-wait: two models running at once on a small machine starve each
 # other, so the tests run one at a time.
 cargo test --release --locked --workspace "$@" -- --test-threads=1
