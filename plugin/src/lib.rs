@@ -9,6 +9,7 @@
 
 pub mod abi;
 pub mod backend;
+pub mod confine;
 pub mod cores;
 pub mod error;
 pub mod limits;

@@ -12,7 +12,7 @@ mod memory;
 use crate::abi::{Errno, GuestMemory};
 use crate::error::{NnError, NnResult};
 use crate::registry::Owner;
-use crate::{limits, logging, nn, preload};
+use crate::{confine, limits, logging, nn, preload};
 use ffi::*;
 use memory::FrameMemory;
 use std::ffi::{c_char, c_void};
@@ -168,9 +168,18 @@ unsafe extern "C" fn create_module(_: *const WasmEdge_ModuleDescriptor) -> *mut 
         let d = descriptor();
         limits::set(limits::Limits::resolve(d.option_u32(d.max_contexts), d.option_u32(d.max_workers)));
         nn::init(|| {
-            let mut values = preload::values_from_args(command_line());
+            let args = command_line();
+            let mut values = preload::values_from_args(args.clone());
             values.extend(preload::values_from_env());
-            preload::collect(values, d.preload_value())
+            let preloads = preload::collect(values, d.preload_value());
+            // Files a guest names must be in its --dir directories (or be preloaded models).
+            let args: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+            let dirs = confine::dirs_from(&args);
+            confine::set(confine::Confinement::new(
+                dirs.iter().map(String::as_str),
+                preloads.iter().map(|p| p.path.as_path()),
+            ));
+            preloads
         });
         let owner = NEXT_OWNER.fetch_add(1, Ordering::Relaxed);
         let instance = Box::new(Instance {
