@@ -1,7 +1,8 @@
 //! A GGML execution context: its own options, prompt, output and llama.cpp session.
 
 use super::options::Options;
-use super::session::{End, Generation, Metrics, Session};
+use super::session::{End, Generation, Metrics, Prompt, Session};
+use super::vision::{self, Image};
 use super::worker::{Next, Worker};
 use super::GgmlGraph;
 use crate::abi::{Errno, Tensor};
@@ -13,13 +14,24 @@ use std::borrow::Cow;
 use std::io::Write;
 use std::sync::Arc;
 
-/// Input index of the metadata JSON; every other index is the prompt.
+/// Input index of the metadata JSON.
 const METADATA_INDEX: u32 = 1;
+/// Input index of images (encoded bytes, or raw RGB8 pixels `[1, H, W, 3]`); every other
+/// index is the prompt.
+const IMAGE_INDEX: u32 = 2;
 
 pub struct GgmlContext {
     graph: Arc<GgmlGraph>,
     options: Options,
     prompt: Vec<LlamaToken>,
+    /// The prompt as given, for prompts with images (tokenized together with them).
+    prompt_text: String,
+    /// Images given as tensors, for the next prompt.
+    images: Vec<Image>,
+    /// A computation has used `images`: the next new input starts a fresh list.
+    images_used: bool,
+    /// What the last prompt came to in tokens (images included).
+    input_tokens: usize,
     /// Made on first use, remade when the options it depends on change. Away (inside the
     /// worker) while a worker streams.
     session: Option<Session>,
@@ -46,6 +58,10 @@ impl GgmlContext {
             graph,
             options,
             prompt: Vec::new(),
+            prompt_text: String::new(),
+            images: Vec::new(),
+            images_used: false,
+            input_tokens: 0,
             session: None,
             generation: None,
             worker: None,
@@ -73,17 +89,45 @@ impl GgmlContext {
 
     /// Evaluate the prompt and make a fresh generation (the output starts empty).
     fn start(&mut self) -> NnResult<()> {
-        if self.prompt.is_empty() {
-            return Err(NnError::invalid_argument("no prompt: call set_input with the prompt at index 0 first"));
-        }
+        let prompt = self.prompt()?;
         self.reset_output();
-        let prompt = std::mem::take(&mut self.prompt);
         let started = self.session().and_then(|s| Generation::start(s, &prompt));
-        self.prompt = prompt;
         let generation = started?;
         self.metrics = generation.metrics();
         self.generation = Some(generation);
         Ok(())
+    }
+
+    /// What the next generation starts from: the prompt's tokens or, with images, the prompt
+    /// and its images tokenized together by the projector.
+    fn prompt(&mut self) -> NnResult<Prompt> {
+        if self.prompt.is_empty() {
+            return Err(NnError::invalid_argument("no prompt: call set_input with the prompt at index 0 first"));
+        }
+        let mut images = Vec::new();
+        if let Some(file) = &self.options.image {
+            let path = crate::confine::host_path(file, "image")?;
+            let bytes = std::fs::read(&path)
+                .map_err(|e| NnError::invalid_argument(format!("image '{file}' cannot be read: {e}")))?;
+            images.push(Image::Encoded(bytes));
+        }
+        images.extend(self.images.iter().cloned());
+        self.images_used = true;
+        let Some(media) = vision::media_prompt(&self.prompt_text, images)? else {
+            self.input_tokens = self.prompt.len();
+            return Ok(Prompt::Tokens(self.prompt.clone()));
+        };
+        let mmproj = self.options.mmproj.clone().ok_or_else(|| {
+            NnError::invalid_argument(
+                "the prompt has an image but no projector was given: set \"mmproj\" (the model's mmproj \
+                 GGUF) in the load config or the metadata",
+            )
+        })?;
+        let vision = self.graph.vision(&mmproj, self.options.threads)?;
+        let chunks = vision.tokenize(&media)?;
+        self.input_tokens = chunks.total_tokens();
+        log::debug!("prompt with {} images: {} tokens", media.images.len(), self.input_tokens);
+        Ok(Prompt::Media { chunks, vision })
     }
 
     fn reset_output(&mut self) {
@@ -166,7 +210,7 @@ impl GgmlContext {
     fn metadata_json(&self) -> String {
         let m = &self.metrics;
         serde_json::json!({
-            "input_tokens": self.prompt.len(),
+            "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "prompt_tokens_evaluated": m.prompt_evaluated,
             "prompt_tokens_reused": m.prompt_reused,
@@ -187,6 +231,14 @@ impl ExecutionContext for GgmlContext {
             self.options.apply_logging();
             return Ok(());
         }
+        // Images used by a computation belong to it; new input starts a new list.
+        if std::mem::take(&mut self.images_used) {
+            self.images.clear();
+        }
+        if index == IMAGE_INDEX {
+            self.images.push(Image::from_tensor(tensor)?);
+            return Ok(());
+        }
         let text = &tensor.data;
         if text.len() > i32::MAX as usize / 2 {
             return Err(NnError::new(Errno::TooLarge, "the prompt is larger than llama.cpp can tokenize"));
@@ -194,6 +246,8 @@ impl ExecutionContext for GgmlContext {
         // Special tokens are added (BOS) and special-token text (<|im_start|>) is parsed, as
         // WasmEdge's plugin does.
         self.prompt = self.graph.model.vocab().tokenize(text, true, true);
+        self.prompt_text = String::from_utf8_lossy(text).into_owned();
+        self.input_tokens = self.prompt.len();
         log::debug!("prompt: {} bytes, {} tokens", text.len(), self.prompt.len());
         Ok(())
     }
@@ -233,14 +287,11 @@ impl ExecutionContext for GgmlContext {
             self.end_stream();
             // Take a worker slot before any work, so Busy costs nothing.
             let slot = limits::worker_slot()?;
-            if self.prompt.is_empty() {
-                return Err(NnError::invalid_argument("no prompt: call set_input with the prompt at index 0 first"));
-            }
+            let prompt = self.prompt()?;
             self.reset_output();
             self.session()?;
             let session = self.session.take().expect("made by session()");
-            let run_ahead = self.options.run_ahead;
-            self.worker = Some(Worker::spawn(session, self.prompt.clone(), run_ahead, slot)?);
+            self.worker = Some(Worker::spawn(session, prompt, self.options.run_ahead, slot)?);
             self.streaming = true;
         }
         match self.step()? {

@@ -6,6 +6,7 @@ mod context;
 mod native_log;
 pub mod options;
 mod session;
+mod vision;
 mod worker;
 
 use crate::abi::ExecutionTarget;
@@ -17,9 +18,11 @@ use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 use once_cell::sync::OnceCell;
 use options::Options;
+use std::collections::HashMap;
 use std::io::Write;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use vision::Vision;
 
 pub struct GgmlBackend;
 
@@ -40,6 +43,22 @@ pub struct GgmlGraph {
     model: Arc<LlamaModel>,
     /// The load-time options: every context starts from these.
     options: Options,
+    /// Projectors for this model, by host path, loaded on first use and kept with the graph.
+    visions: Mutex<HashMap<PathBuf, Arc<Vision>>>,
+}
+
+impl GgmlGraph {
+    /// The projector a guest names (confined to its directories), loaded once per graph.
+    fn vision(&self, guest_path: &str, threads: u32) -> NnResult<Arc<Vision>> {
+        let path = crate::confine::host_path(guest_path, "mmproj")?;
+        let mut visions = self.visions.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(v) = visions.get(&path) {
+            return Ok(v.clone());
+        }
+        let v = Arc::new(Vision::load(&path, &self.model, threads)?);
+        visions.insert(path, v.clone());
+        Ok(v)
+    }
 }
 
 impl GgmlBackend {
@@ -64,7 +83,12 @@ impl GgmlBackend {
             model.size() >> 20,
             started.elapsed().as_millis()
         );
-        Ok(Box::new(Arc::new(GgmlGraph { model: Arc::new(model), options })))
+        let graph = GgmlGraph { model: Arc::new(model), options, visions: Mutex::default() };
+        // A projector named at load time is loaded now, so a mismatched one is refused here.
+        if let Some(mmproj) = &graph.options.mmproj {
+            graph.vision(mmproj, graph.options.threads)?;
+        }
+        Ok(Box::new(Arc::new(graph)))
     }
 }
 

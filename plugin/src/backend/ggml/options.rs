@@ -44,6 +44,11 @@ pub struct Options {
     /// Streaming: how many tokens a stream's worker may compute ahead of the guest; 0: each
     /// token only when the guest asks for it.
     pub run_ahead: u32,
+    // Vision.
+    /// The projector for images (a path the guest names, confined to its directories).
+    pub mmproj: Option<String>,
+    /// An image file to go with the next prompt (same rule).
+    pub image: Option<String>,
 }
 
 /// The largest run-ahead window a guest may ask for.
@@ -86,6 +91,8 @@ impl Default for Options {
             seed: u32::MAX,
             repeat_last_n: 64,
             run_ahead: 4,
+            mmproj: None,
+            image: None,
         }
     }
 }
@@ -121,6 +128,8 @@ struct Metadata {
     seed: Option<u64>,
     repeat_last_n: Option<i32>,
     run_ahead: Option<u32>,
+    mmproj: Option<String>,
+    image: Option<String>,
 }
 
 macro_rules! apply {
@@ -172,6 +181,12 @@ impl Options {
         }
         if let Some(rp) = m.reverse_prompt {
             next.reverse_prompt = (!rp.is_empty()).then_some(rp);
+        }
+        if let Some(p) = m.mmproj {
+            next.mmproj = (!p.is_empty()).then_some(p);
+        }
+        if let Some(p) = m.image {
+            next.image = (!p.is_empty()).then_some(p);
         }
         if let Some(seed) = m.seed {
             // llama.cpp seeds are 32-bit; larger values (WasmEdge's u64 default) mean random.

@@ -3,6 +3,7 @@
 //! text a whole compute produces.
 
 use super::options::Options;
+use super::vision::Vision;
 use crate::abi::Errno;
 use crate::error::{NnError, NnResult};
 use llama_cpp_2::context::params::LlamaContextParams;
@@ -10,6 +11,7 @@ use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::mtmd::MtmdInputChunks;
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::DecodeError;
@@ -41,6 +43,26 @@ pub struct Session {
     /// The tokens at positions `0..n_past` of the KV cache, for prompt-prefix reuse.
     cached: Vec<LlamaToken>,
 }
+
+/// What a generation starts from: prompt tokens, or a prompt with images (mtmd chunks).
+pub enum Prompt {
+    Tokens(Vec<LlamaToken>),
+    Media { chunks: MtmdInputChunks, vision: Arc<Vision> },
+}
+
+impl Prompt {
+    /// KV-cache positions the prompt fills.
+    fn positions(&self) -> usize {
+        match self {
+            Prompt::Tokens(t) => t.len(),
+            Prompt::Media { chunks, .. } => chunks.total_positions().max(0) as usize,
+        }
+    }
+}
+
+/// Stands in the cache's token list for positions filled by images, so a later text prompt
+/// never matches them.
+const NOT_A_TOKEN: LlamaToken = LlamaToken(-1);
 
 /// Why a generation stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,6 +164,26 @@ impl Session {
         })
     }
 
+    /// Evaluate a prompt with images from the start of the KV cache (no reuse: images are not
+    /// tokens to compare).
+    pub fn eval_media(&mut self, chunks: &MtmdInputChunks, vision: &Vision) -> NnResult<()> {
+        let Self { cell, n_past, cached, options, .. } = self;
+        let threads = options.threads_batch as usize;
+        let evaluated = cell.with_dependent_mut(|_, ctx| {
+            ctx.clear_kv_cache();
+            let n_batch = ctx.n_batch() as i32;
+            let _cores = crate::cores::cpu().acquire(threads);
+            chunks.eval_chunks(&mut vision.lock(), ctx, 0, 0, n_batch, true)
+        });
+        cached.clear();
+        *n_past = 0;
+        let end = evaluated
+            .map_err(|e| NnError::runtime(format!("llama.cpp failed to evaluate the images and prompt: {e}")))?;
+        *n_past = end;
+        cached.resize(end.max(0) as usize, NOT_A_TOKEN);
+        Ok(())
+    }
+
     /// Append one token at the next position.
     fn eval_token(&mut self, token: LlamaToken) -> NnResult<()> {
         let Self { cell, batch, n_past, cached, options } = self;
@@ -215,22 +257,28 @@ pub struct Metrics {
 }
 
 impl Generation {
-    pub fn start(session: &mut Session, prompt: &[LlamaToken]) -> NnResult<Self> {
+    pub fn start(session: &mut Session, prompt: &Prompt) -> NnResult<Self> {
         let n_ctx = session.n_ctx() as usize;
-        if prompt.len() + 4 > n_ctx {
+        if prompt.positions() + 4 > n_ctx {
             return Err(NnError::new(
                 Errno::PromptTooLong,
                 format!(
                     "the prompt has {} tokens but ctx-size is {n_ctx} (at most ctx-size - 4 fit); \
                      raise ctx-size or shorten the prompt",
-                    prompt.len()
+                    prompt.positions()
                 ),
             ));
         }
         let started = std::time::Instant::now();
-        let reused = session.eval_prompt(prompt)?;
+        let reused = match prompt {
+            Prompt::Tokens(tokens) => session.eval_prompt(tokens)?,
+            Prompt::Media { chunks, vision } => {
+                session.eval_media(chunks, vision)?;
+                0
+            }
+        };
         let metrics = Metrics {
-            prompt_evaluated: prompt.len() - reused,
+            prompt_evaluated: prompt.positions() - reused,
             prompt_reused: reused,
             prompt_ms: started.elapsed().as_secs_f64() * 1e3,
             ..Metrics::default()

@@ -15,10 +15,9 @@
 //! checks between tokens, so it stops within one token's time; the session, with its KV
 //! cache, comes back to the context for the next prompt.
 
-use super::session::{End, Generation, Metrics, Session};
+use super::session::{End, Generation, Metrics, Prompt, Session};
 use crate::error::{NnError, NnResult};
 use crate::limits::Slot;
-use llama_cpp_2::token::LlamaToken;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -79,7 +78,7 @@ pub struct Worker {
 
 impl Worker {
     /// Start generating on a new thread. `slot` is held for the thread's lifetime.
-    pub fn spawn(mut session: Session, prompt: Vec<LlamaToken>, window: u32, slot: Slot) -> NnResult<Self> {
+    pub fn spawn(mut session: Session, prompt: Prompt, window: u32, slot: Slot) -> NnResult<Self> {
         let window = window as usize;
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue {

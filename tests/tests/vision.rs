@@ -1,0 +1,115 @@
+//! LLaVA-style vision through the real `wasmedge` CLI with the tiny random-weight pair under
+//! test-models/tiny (scripts/make-tiny-llava.sh): every way a guest can give a picture yields
+//! the greedy tokens of llama-cpp-2's mtmd called natively, and files outside the guest's
+//! directories are refused without being opened.
+
+use e2e::native::{self, Image};
+use e2e::*;
+use inotify::{Inotify, WatchMask};
+use llama_cpp_2::mtmd::mtmd_default_marker;
+use std::path::PathBuf;
+
+const TINY: &str = "tiny/tiny-llama.gguf";
+/// The vision guest's prompt and settings (tests/guests/vision).
+const PROMPT: &str = "<|im_start|>user\n<image>\nwhat is in this image<|im_end|>\n<|im_start|>assistant\n";
+const N_PREDICT: usize = 16;
+const THREADS: i32 = 2;
+
+fn tiny(file: &str) -> PathBuf {
+    root().join("test-models/tiny").join(file)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Native greedy generation with the tiny pair: the bytes as hex (what the guest prints),
+/// and the number of tokens.
+fn native_with_count(prompt: &str, image: Image) -> (String, usize) {
+    let (model, mmproj) = (tiny("tiny-llama.gguf"), tiny("tiny-mmproj.gguf"));
+    let (bytes, n) = native::generate_with_images(&model, &mmproj, prompt, &[image], N_PREDICT, THREADS);
+    assert!(n > 0, "the native run generated nothing");
+    (hex(&bytes), n)
+}
+
+fn native(prompt: &str, image: Image) -> String {
+    native_with_count(prompt, image).0
+}
+
+#[test]
+fn pictures_given_every_way_match_native_mtmd_and_outside_files_stay_unopened() {
+    // A file that exists, outside every directory the guest is given (it gets the repository).
+    let outside_dir = tempfile::tempdir().expect("a folder outside the repository");
+    let outside = outside_dir.path().join("secret.png");
+    std::fs::copy(tiny("picture-a.png"), &outside).unwrap();
+    let mut watch = Inotify::init().expect("inotify");
+    watch.watches().add(&outside, WatchMask::OPEN | WatchMask::ACCESS).expect("watch the outside file");
+
+    let out = run_host(
+        &[("WASMEDGE_NN_LOG", "error")],
+        &["--nn-preload", &ggml_preload("tiny", TINY)],
+        &guest("vision"),
+        &["tiny", "test-models/tiny", outside.to_str().unwrap()],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    println!("{stdout}");
+    assert!(out.status.success(), "the vision guest (and so the host) must run to the end");
+    let line = |label: &str| labelled(&stdout, label);
+
+    let marker = mtmd_default_marker();
+    let prompt = PROMPT.replace("<image>", marker);
+    let png_a = std::fs::read(tiny("picture-a.png")).unwrap();
+    let rgb_a = std::fs::read(tiny("picture-a.rgb")).unwrap();
+    let (expected, expected_tokens) = native_with_count(&prompt, Image::Encoded(&png_a));
+    assert!(expected_tokens >= 4, "too short to show anything: {expected}");
+
+    // The three ways, and streaming, give native mtmd's tokens.
+    for way in ["file", "base64", "tensor", "stream", "after"] {
+        assert_eq!(line(way), expected, "{way}");
+    }
+    // Raw pixels are the decoded file: the same natively and through the plugin.
+    assert_eq!(native(&prompt, Image::Rgb { width: 48, height: 40, pixels: &rgb_a }), expected);
+    assert_eq!(line("rgb"), expected);
+    // Another picture is another answer (the image really reaches the model).
+    let png_b = std::fs::read(tiny("picture-b.png")).unwrap();
+    let expected_b = native(&prompt, Image::Encoded(&png_b));
+    assert_eq!(line("file_b"), expected_b);
+    assert_ne!(expected_b, expected, "the two pictures give the same answer: the test shows nothing");
+    // Without a marker the image goes first.
+    let plain = format!("{marker}\n{}", PROMPT.replace("<image>\n", ""));
+    assert_eq!(line("no_marker"), native(&plain, Image::Encoded(&png_a)));
+    // Output 1: the prompt's tokens include the image's (16 for the tiny projector).
+    let meta: serde_json::Value = serde_json::from_str(&line("file_meta")).unwrap();
+    assert!(meta["input_tokens"].as_u64().unwrap() > 16, "{meta}");
+    assert_eq!(meta["output_tokens"].as_u64(), Some(expected_tokens as u64), "{meta}");
+
+    // The wrong ways: InvalidArgument, with the reason in the log, and the host goes on.
+    for case in ["no_mmproj", "undecodable", "outside_image", "outside_mmproj", "two_markers_one_image"] {
+        assert_eq!(line(case), "error InvalidArgument", "{case}");
+    }
+    for case in ["wrong_width_at_load", "outside_mmproj_at_load"] {
+        assert_eq!(line(case), "InvalidArgument", "{case}");
+    }
+    let log = String::from_utf8_lossy(&out.stderr);
+    for says in [
+        "no projector was given",
+        "cannot be decoded as an image",
+        "is outside the directories given to the guest",
+        "more <image> markers than images",
+        "cannot use",
+    ] {
+        assert!(log.contains(says), "the log should say \"{says}\":\n{log}");
+    }
+    // The outside file was refused before anything opened it.
+    let mut buffer = [0u8; 4096];
+    let events: Vec<_> = match watch.read_events(&mut buffer) {
+        Ok(events) => events.map(|e| format!("{:?}", e.mask)).collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Vec::new(),
+        Err(e) => panic!("inotify: {e}"),
+    };
+    assert!(events.is_empty(), "the host opened the outside file: {events:?}");
+    // (The watch itself works: opening the file is seen.)
+    std::fs::read(&outside).unwrap();
+    assert!(watch.read_events(&mut buffer).map(|e| e.count()).unwrap_or(0) > 0, "inotify saw no open at all");
+}
+
