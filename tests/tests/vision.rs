@@ -113,3 +113,23 @@ fn pictures_given_every_way_match_native_mtmd_and_outside_files_stay_unopened() 
     assert!(watch.read_events(&mut buffer).map(|e| e.count()).unwrap_or(0) > 0, "inotify saw no open at all");
 }
 
+/// The `llava` example (guest-examples/llava) streams what native mtmd generates for the same
+/// picture and question.
+#[test]
+fn llava_example_streams_what_native_mtmd_generates() {
+    let question = "what is in this image";
+    let config = format!(r#"{{"n-predict": {N_PREDICT}, "threads": {THREADS}, "ctx-size": 2048}}"#);
+    let out = run_guest(
+        &[ggml_preload("tiny", TINY)],
+        "llava",
+        &["tiny", "test-models/tiny/tiny-mmproj.gguf", "test-models/tiny/picture-a.png", question, &config, "--template", "chatml"],
+    );
+    let answer = parse_answer(&out);
+    let png = std::fs::read(tiny("picture-a.png")).unwrap();
+    let prompt = chatml(&format!("<image>\n{question}")).replace("<image>", mtmd_default_marker());
+    let (model, mmproj) = (tiny("tiny-llama.gguf"), tiny("tiny-mmproj.gguf"));
+    let (bytes, n) = native::generate_with_images(&model, &mmproj, &prompt, &[Image::Encoded(&png)], N_PREDICT, THREADS);
+    assert_eq!(answer.text, String::from_utf8_lossy(&bytes));
+    assert_eq!(answer.output_tokens, n);
+    assert!(answer.input_tokens > 16, "{answer:?}");
+}

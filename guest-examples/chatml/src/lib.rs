@@ -1,9 +1,11 @@
-//! What the `chat` and `stream` examples share.
+//! What the example guests share: the ChatML prompt and arguments of `chat` and `stream`,
+//! reading outputs, and printing a stream.
 //!
-//! Usage of both: `<program>.wasm MODEL_NAME QUESTION [CONFIG_JSON]`, with the model given to
-//! wasmedge as `--nn-preload MODEL_NAME:GGML:AUTO:model.gguf`.
+//! Usage of `chat` and `stream`: `<program>.wasm MODEL_NAME QUESTION [CONFIG_JSON]`, with the
+//! model given to wasmedge as `--nn-preload MODEL_NAME:GGML:AUTO:model.gguf`.
 
 use serde_json::{json, Value};
+use std::io::Write;
 use wasmedge_wasi_nn::{BackendError, Error, ExecutionTarget, GraphBuilder, GraphEncoding, GraphExecutionContext, TensorType};
 
 /// The system prompt. (SmolLM2-135M at Q4_1 rambles in French with its own default one.)
@@ -27,13 +29,20 @@ pub fn args() -> Result<Args, String> {
     let (Some(model), Some(question)) = (a.next(), a.next()) else {
         return Err("usage: MODEL_NAME QUESTION [CONFIG_JSON]".into());
     };
+    let config = config(a.next().as_deref())?;
+    Ok(Args { model, question, config })
+}
+
+/// The default config (greedy, at most 512 new tokens) with a `CONFIG_JSON` argument merged
+/// over it.
+pub fn config(extra: Option<&str>) -> Result<Value, String> {
     let mut config = json!({"temp": 0.0, "n-predict": 512});
-    if let Some(extra) = a.next() {
-        let extra: Value = serde_json::from_str(&extra).map_err(|e| format!("CONFIG_JSON: {e}"))?;
+    if let Some(extra) = extra {
+        let extra: Value = serde_json::from_str(extra).map_err(|e| format!("CONFIG_JSON: {e}"))?;
         let Value::Object(extra) = extra else { return Err("CONFIG_JSON must be an object".into()) };
         config.as_object_mut().unwrap().extend(extra);
     }
-    Ok(Args { model, question, config })
+    Ok(config)
 }
 
 /// Load the preloaded model and make an execution context holding the prompt and config.
@@ -67,4 +76,41 @@ pub fn print_counts(ctx: &GraphExecutionContext) -> Result<(), Error> {
     let meta: Value = serde_json::from_slice(&output(ctx, 1)?).unwrap_or_default();
     println!("[input tokens: {}, output tokens: {}]", meta["input_tokens"], meta["output_tokens"]);
     Ok(())
+}
+
+/// Print complete UTF-8 characters; keep a character split across tokens until it is whole.
+fn print_utf8(pending: &mut Vec<u8>) {
+    let valid = match std::str::from_utf8(pending) {
+        Ok(s) => s.len(),
+        // An incomplete sequence at the end waits for the next token; an invalid one is printed.
+        Err(e) if e.error_len().is_none() => e.valid_up_to(),
+        Err(_) => pending.len(),
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(String::from_utf8_lossy(&pending[..valid]).as_bytes());
+    let _ = out.flush();
+    pending.drain(..valid);
+}
+
+/// Stream the answer with `compute_single`, printing tokens as they arrive, then a newline.
+/// A stream that ends otherwise than with EndOfSequence (e.g. ContextFull) returns that error
+/// after printing what came.
+pub fn print_stream(ctx: &mut GraphExecutionContext) -> Result<(), Error> {
+    let mut pending = Vec::new();
+    let mut token = vec![0u8; 256];
+    let end = loop {
+        match ctx.compute_single() {
+            Ok(()) => {}
+            Err(Error::BackendError(BackendError::EndOfSequence)) => break Ok(()),
+            Err(e) => break Err(e),
+        }
+        let n = ctx.get_output_single(0, &mut token)?;
+        pending.extend_from_slice(&token[..n]);
+        print_utf8(&mut pending);
+    };
+    if !pending.is_empty() {
+        print!("{}", String::from_utf8_lossy(&pending));
+    }
+    println!();
+    end
 }
