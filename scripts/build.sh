@@ -4,14 +4,21 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 log() { echo "[build] $*" >&2; }
 
-log "plugin (first build compiles llama.cpp: several minutes)"
-( cd "$ROOT" && cargo build --release --locked -p wasmedge-nn-plugin )
+log "plugin and its Whisper runtime (the first build compiles llama.cpp and whisper.cpp: several minutes)"
+( cd "$ROOT" && cargo build --release --locked -p wasmedge-nn-plugin -p wasmedge-nn-whisper )
 mkdir -p "$PLUGIN_DIR"
-# Replace, never overwrite in place: a running wasmedge has the old file mapped, and
-# truncating it under that process kills it (SIGBUS).
-cp "$CARGO_TARGET_DIR/release/libwasmedge_nn_plugin.so" "$PLUGIN_DIR/.libwasmedge_nn_plugin.so.new"
-mv -f "$PLUGIN_DIR/.libwasmedge_nn_plugin.so.new" "$PLUGIN_DIR/libwasmedge_nn_plugin.so"
+# install FILE NAME: replace, never overwrite in place: a running wasmedge has the old file
+# mapped, and truncating it under that process kills it (SIGBUS).
+install_lib() {
+  cp "$CARGO_TARGET_DIR/release/$1" "$PLUGIN_DIR/.$2.new"
+  mv -f "$PLUGIN_DIR/.$2.new" "$PLUGIN_DIR/$2"
+}
+install_lib libwasmedge_nn_plugin.so libwasmedge_nn_plugin.so
+# The Whisper runtime goes beside the plugin under a name WasmEdge does not take for a
+# plugin (it loads every *.so in its plugin folders); the suffix is the runtime's ABI version.
+abi=$(sed -n 's/^pub const VERSION: u32 = \([0-9]*\);/\1/p' "$ROOT/whisper/abi/src/lib.rs")
+install_lib libwasmedge_nn_whisper.so "libwasmedge_nn_whisper.so.$abi"
 log "guests"
 ( cd "$ROOT/guest-examples" && cargo build --release --locked )
 ( cd "$ROOT/tests/guests" && cargo build --release --locked )
-log "plugin: $PLUGIN_DIR/libwasmedge_nn_plugin.so; guests: $GUEST_DIR"
+log "plugin: $PLUGIN_DIR/libwasmedge_nn_plugin.so (+ libwasmedge_nn_whisper.so.$abi); guests: $GUEST_DIR"

@@ -44,10 +44,15 @@ impl Drop for Permit<'_> {
     }
 }
 
+/// The cores this process may run on (affinity and cgroup quotas included).
+pub fn available() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
+}
+
 /// The process's cores, shared by every backend.
 pub fn cpu() -> &'static Cores {
     static CPU: once_cell::sync::Lazy<Cores> =
-        once_cell::sync::Lazy::new(|| Cores::new(std::thread::available_parallelism().map_or(1, |n| n.get())));
+        once_cell::sync::Lazy::new(|| Cores::new(available() as usize));
     &CPU
 }
 

@@ -29,9 +29,13 @@ fn registry() -> MutexGuard<'static, Registry> {
 fn backend_for(encoding: GraphEncoding, model: Option<&[u8]>) -> NnResult<&'static dyn Backend> {
     match encoding {
         GraphEncoding::Ggml => Ok(backend::ggml::backend()),
+        GraphEncoding::Whisper => Ok(backend::whisper::backend()),
         GraphEncoding::Autodetect if model.is_some_and(|m| m.starts_with(b"GGUF")) => Ok(backend::ggml::backend()),
+        GraphEncoding::Autodetect if model.is_some_and(|m| m.starts_with(backend::whisper::MAGIC)) => {
+            Ok(backend::whisper::backend())
+        }
         other => Err(NnError::invalid_encoding(format!(
-            "graph encoding '{}' is not supported by this plugin (supported: ggml)",
+            "graph encoding '{}' is not supported by this plugin (supported: ggml, whisper)",
             other.name()
         ))),
     }

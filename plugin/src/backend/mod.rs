@@ -3,6 +3,7 @@
 //! know nothing about WasmEdge or guest memory: they see copied-out tensors and return bytes.
 
 pub mod ggml;
+pub mod whisper;
 
 use crate::abi::{ExecutionTarget, Tensor};
 use crate::error::NnResult;

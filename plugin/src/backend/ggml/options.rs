@@ -58,7 +58,7 @@ pub const MAX_RUN_AHEAD: u32 = 64;
 /// plugin defaults to 4 threads, which on a 2-core machine oversubscribes ggml's spinning
 /// workers and makes generation about a thousand times slower.
 pub fn available_cores() -> u32 {
-    std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
+    crate::cores::available()
 }
 
 impl Default for Options {

@@ -1,0 +1,109 @@
+//! A Whisper execution context: its options, its audio, and the transcript so far.
+
+use super::options::Options;
+use super::stream::Stream;
+use super::{audio, WhisperGraph};
+use crate::abi::{Errno, Tensor};
+use crate::backend::ExecutionContext;
+use crate::error::{NnError, NnResult};
+use crate::limits;
+use std::borrow::Cow;
+use std::sync::Arc;
+
+/// Input index of the metadata JSON; every other index is audio.
+const METADATA_INDEX: u32 = 1;
+
+pub struct WhisperContext {
+    graph: Arc<WhisperGraph>,
+    options: Options,
+    /// 16 kHz mono samples; shared with a running transcription.
+    audio: Option<Arc<Vec<f32>>>,
+    /// The transcript so far; the last segment's line starts at `piece`.
+    output: Vec<u8>,
+    piece: usize,
+    /// The `compute_single` stream in progress.
+    stream: Option<Stream>,
+}
+
+impl WhisperContext {
+    pub fn new(graph: Arc<WhisperGraph>) -> Self {
+        let options = graph.options.clone();
+        Self { graph, options, audio: None, output: Vec::new(), piece: 0, stream: None }
+    }
+
+    fn start(&mut self, slot: Option<limits::Slot>) -> NnResult<Stream> {
+        let audio = self.audio.clone().ok_or_else(|| {
+            NnError::invalid_argument("no audio: call set_input with WAV bytes (or raw f32 samples) at index 0 first")
+        })?;
+        self.output.clear();
+        self.piece = 0;
+        Stream::start(self.graph.model.clone(), self.options.params.clone(), audio, slot)
+    }
+}
+
+impl ExecutionContext for WhisperContext {
+    fn set_input(&mut self, index: u32, tensor: Tensor) -> NnResult<()> {
+        self.stream = None;
+        if index == METADATA_INDEX {
+            // As WasmEdge's plugin: each metadata input starts from the graph's config.
+            let mut options = self.graph.options.clone();
+            options.apply_json(&tensor.data)?;
+            options.apply_logging();
+            self.options = options;
+            return Ok(());
+        }
+        let samples = audio::samples(&tensor)?;
+        log::debug!("audio: {} bytes, {:.2} s at 16 kHz", tensor.data.len(), samples.len() as f64 / 16_000.0);
+        self.audio = Some(Arc::new(samples));
+        Ok(())
+    }
+
+    fn compute(&mut self) -> NnResult<()> {
+        self.stream = None;
+        let stream = self.start(None)?;
+        while let Some(line) = stream.next()? {
+            self.output.extend_from_slice(&line);
+        }
+        Ok(())
+    }
+
+    fn get_output(&mut self, _index: u32) -> NnResult<Cow<'_, [u8]>> {
+        Ok(Cow::Borrowed(&self.output))
+    }
+
+    fn compute_single(&mut self) -> NnResult<()> {
+        if self.stream.is_none() {
+            // Take a worker slot before any work, so Busy costs nothing.
+            let slot = limits::worker_slot()?;
+            self.stream = Some(self.start(Some(slot))?);
+        }
+        let next = self.stream.as_ref().expect("started above").next();
+        match next {
+            Ok(Some(line)) => {
+                self.piece = self.output.len();
+                self.output.extend_from_slice(&line);
+                Ok(())
+            }
+            Ok(None) => {
+                self.stream = None;
+                self.piece = self.output.len();
+                Err(NnError::new(Errno::EndOfSequence, "end of the transcript"))
+            }
+            Err(e) => {
+                self.stream = None;
+                Err(e)
+            }
+        }
+    }
+
+    fn get_output_single(&mut self, _index: u32) -> NnResult<Cow<'_, [u8]>> {
+        Ok(Cow::Borrowed(&self.output[self.piece.min(self.output.len())..]))
+    }
+
+    fn fini_single(&mut self) -> NnResult<()> {
+        self.stream = None;
+        self.output.clear();
+        self.piece = 0;
+        Ok(())
+    }
+}

@@ -1,0 +1,93 @@
+//! The Whisper backend: speech to text through whisper.cpp (whisper-rs), which lives in a
+//! runtime library of its own (see [`runtime`]) so that its ggml and llama.cpp's can share
+//! the process. The model is loaded once per graph; each execution context transcribes with
+//! its own whisper state, and streams segments as they are produced.
+
+mod audio;
+mod context;
+pub mod options;
+mod runtime;
+mod stream;
+
+use crate::abi::ExecutionTarget;
+use crate::backend::{Backend, ExecutionContext, Graph};
+use crate::error::{NnError, NnResult};
+use context::WhisperContext;
+use options::Options;
+use runtime::Model;
+use std::path::Path;
+use std::sync::Arc;
+
+pub use runtime::{file_name as runtime_file_name, LIB_ENV as RUNTIME_ENV};
+
+/// The first bytes of a whisper.cpp model file ("ggml" as a little-endian u32).
+pub const MAGIC: &[u8; 4] = b"lmgg";
+
+pub struct WhisperBackend;
+
+pub fn backend() -> &'static dyn Backend {
+    &WhisperBackend
+}
+
+pub struct WhisperGraph {
+    model: Arc<Model>,
+    /// The load-time config: every context, and every metadata input, starts from it.
+    options: Options,
+}
+
+fn options_from(config: Option<&[u8]>) -> NnResult<Options> {
+    let mut options = Options::default();
+    if let Some(json) = config.filter(|c| !c.is_empty()) {
+        options.apply_json(json)?;
+    }
+    options.apply_logging();
+    Ok(options)
+}
+
+fn graph(model: NnResult<Model>, what: &str, options: Options, started: std::time::Instant) -> NnResult<Box<dyn Graph>> {
+    let model = model?;
+    let info = model.info();
+    log::info!(
+        "loaded Whisper model {what} ({}, {} audio / {} text layers) in {} ms",
+        if info.multilingual { "multilingual" } else { "English only" },
+        info.n_audio_layer,
+        info.n_text_layer,
+        started.elapsed().as_millis()
+    );
+    Ok(Box::new(Arc::new(WhisperGraph { model: Arc::new(model), options })))
+}
+
+impl Backend for WhisperBackend {
+    /// Builder 0 is the model: a whisper.cpp model file's bytes, or the path of one (which
+    /// must be inside the guest's directories). Builder 1, if any, is the config.
+    fn load_from_builders(&self, builders: &[&[u8]], _target: ExecutionTarget) -> NnResult<Box<dyn Graph>> {
+        let Some(&model) = builders.first() else {
+            return Err(NnError::invalid_argument("load needs the model (bytes or a path) as builder 0"));
+        };
+        let options = options_from(builders.get(1).copied())?;
+        let started = std::time::Instant::now();
+        if model.starts_with(MAGIC) {
+            let loaded = Model::load_buffer(model, options.use_gpu);
+            return graph(loaded, &format!("of {} bytes", model.len()), options, started);
+        }
+        let path = std::str::from_utf8(model).ok().filter(|p| p.len() < 4096 && !p.contains('\0')).ok_or_else(|| {
+            NnError::invalid_argument(
+                "builder 0 is neither a whisper.cpp model (it does not start with the ggml magic) nor a file path",
+            )
+        })?;
+        let host = crate::confine::host_path(path, "model")?;
+        graph(Model::load_file(&host, options.use_gpu), &format!("'{path}'"), options, started)
+    }
+
+    fn load_from_file(&self, path: &Path, config: Option<&[u8]>, _target: ExecutionTarget) -> NnResult<Box<dyn Graph>> {
+        let options = options_from(config)?;
+        let started = std::time::Instant::now();
+        graph(Model::load_file(path, options.use_gpu), &format!("'{}'", path.display()), options, started)
+    }
+}
+
+impl Graph for Arc<WhisperGraph> {
+    fn init_execution_context(&self) -> NnResult<Box<dyn ExecutionContext>> {
+        Ok(Box::new(WhisperContext::new(self.clone())))
+    }
+}
