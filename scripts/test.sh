@@ -9,6 +9,9 @@ bash "$ROOT/scripts/build.sh"
 # Again, now that WasmEdge is installed: the test runner for binaries linking libwasmedge.
 . "$ROOT/scripts/env.sh"
 cd "$ROOT"
+# The native Whisper reference runs as a process of its own (whisper-rs and llama-cpp-2 each
+# bring a ggml, so no test binary can link both).
+cargo build --release --locked -p whisper-native
 # The benchmarks are not run here, but must keep building.
 cargo bench --no-run --locked -p e2e
 # ggml's worker threads spin-wait: two models running at once on a small machine starve each

@@ -47,6 +47,9 @@ pub fn model(file: &str) -> String {
 
 pub const SMOLLM2: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 pub const GEMMA3: &str = "gemma-3-270m-q4_k_m.gguf";
+pub const WHISPER_TINY_EN: &str = "ggml-tiny.en.bin";
+/// The committed speech samples (test-models/speech/README.md has their texts).
+pub const SPEECH: &str = "test-models/speech";
 
 /// Run `wasmedge` with the plugin, from the repository root, with `--dir .:.`, the given
 /// preloads (`NAME:ENCODING:TARGET:PATH`), the guest and its arguments.
@@ -130,4 +133,29 @@ pub fn labelled(stdout: &str, label: &str) -> String {
         .find_map(|l| l.strip_prefix(label)?.strip_prefix(": "))
         .unwrap_or_else(|| panic!("no '{label}' line in:\n{stdout}"))
         .to_string()
+}
+
+/// The native Whisper reference (tests/whisper-native, a process of its own): the transcript
+/// whisper-rs produces for a 16 kHz mono WAV file, in the plugin's output format.
+pub fn whisper_native(wav: &str, threads: u32, beam_size: u32) -> String {
+    let bin = var_path("CARGO_TARGET_DIR").join("release/whisper-native");
+    assert!(bin.is_file(), "{} is missing: scripts/test.sh builds it", bin.display());
+    let out = Command::new(bin)
+        .current_dir(root())
+        .args([&model(WHISPER_TINY_EN), wav, &threads.to_string(), &beam_size.to_string()])
+        .output()
+        .expect("run whisper-native");
+    assert!(out.status.success(), "whisper-native failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("UTF-8 transcript")
+}
+
+/// A transcript's words: lowercase, without timestamps and punctuation.
+pub fn words(transcript: &str) -> Vec<String> {
+    transcript
+        .lines()
+        .map(|l| l.rsplit_once("]  ").map_or(l, |(_, text)| text))
+        .flat_map(|text| text.split_whitespace())
+        .map(|w| w.chars().filter(|c| c.is_alphanumeric() || *c == '\'').collect::<String>().to_lowercase())
+        .filter(|w| !w.is_empty())
+        .collect()
 }

@@ -201,11 +201,11 @@ fn full_params<'a>(p: &'a Params, ctx: &WhisperContext) -> Result<FullParams<'a,
         SamplingStrategy::Greedy { best_of: p.best_of.max(1) }
     };
     let mut fp = FullParams::new(strategy);
+    let auto = p.detect_language || p.language == "auto";
+    if !auto && whisper_rs::get_lang_id(&p.language).is_none() {
+        return Err(format!("unknown language '{}': give a code such as \"en\" or \"de\", or \"auto\"", p.language));
+    }
     let (language, translate) = if ctx.is_multilingual() {
-        let auto = p.detect_language || p.language == "auto";
-        if !auto && whisper_rs::get_lang_id(&p.language).is_none() {
-            return Err(format!("unknown language '{}': give a code such as \"en\" or \"de\", or \"auto\"", p.language));
-        }
         (if auto { "auto" } else { p.language.as_str() }, p.translate)
     } else {
         // An English-only model: English, and nothing to translate.

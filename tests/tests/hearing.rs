@@ -1,0 +1,148 @@
+//! Whisper through the real `wasmedge` CLI: transcripts equal whisper-rs called natively,
+//! audio of other rates and layouts gives the same words, streaming equals compute, bad audio
+//! is refused, and speech and text models share one process without growing it.
+
+use e2e::*;
+use std::process::Output;
+
+const THREADS: u32 = 2;
+
+fn asr_preload() -> String {
+    format!("asr:Whisper:AUTO:{}", model(WHISPER_TINY_EN))
+}
+
+/// The `transcribe` example on a sample; its stdout.
+fn transcribe(sample: &str, extra: &[&str]) -> String {
+    let wav = format!("{SPEECH}/{sample}");
+    let config = format!(r#"{{"threads": {THREADS}}}"#);
+    let out: Output = run_guest(&[asr_preload()], "transcribe", &[&["asr", wav.as_str()], extra, &[config.as_str()]].concat());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "transcribe {sample} failed:\n{stderr}");
+    // The Whisper runtime beside the plugin is not mistaken for a plugin.
+    assert!(!stderr.contains("load library failed"), "{stderr}");
+    String::from_utf8(out.stdout).expect("UTF-8")
+}
+
+#[test]
+fn transcripts_equal_native_whisper_rs_and_hear_the_key_words() {
+    for (sample, keys) in [
+        ("door.wav", &["please", "open", "door"][..]),
+        ("london.wav", &["train", "london", "noon"]),
+        ("paris.wav", &["tomorrow", "sunny", "paris"]),
+        ("rocket.wav", &["rocket", "launch", "seconds"]),
+        ("fox.wav", &["quick", "lazy", "dog"]),
+        ("long.wav", &["weather", "rain", "coast", "evening"]),
+    ] {
+        let through_wasmedge = transcribe(sample, &[]);
+        let native = whisper_native(&format!("{SPEECH}/{sample}"), THREADS, 5);
+        println!("{sample}:\n{through_wasmedge}");
+        assert_eq!(through_wasmedge, native, "{sample}");
+        let heard = words(&through_wasmedge);
+        for key in keys {
+            assert!(heard.iter().any(|w| w == key), "{sample}: no '{key}' in {heard:?}");
+        }
+    }
+}
+
+#[test]
+fn streamed_segments_join_into_the_whole_transcript() {
+    let whole = transcribe("long.wav", &[]);
+    let streamed = transcribe("long.wav", &["--stream"]);
+    assert_eq!(streamed, whole);
+    assert!(whole.lines().count() >= 3, "long.wav should give several segments:\n{whole}");
+}
+
+/// The probe guest: every way of giving audio, settings, and the wrong ways.
+#[test]
+fn audio_of_any_rate_and_layout_is_heard_and_bad_audio_is_refused() {
+    let out = run_guest_with_env(&[("WASMEDGE_NN_LOG", "error")], &[asr_preload()], "hearing", &["probe", "asr", SPEECH]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    println!("{stdout}");
+    assert!(out.status.success(), "the probe (and so the host) must run to the end");
+    let line = |label: &str| labelled(&stdout, label);
+    let text = |label: &str| -> String { serde_json::from_str(&line(label)).unwrap_or_else(|_| panic!("{label}: {}", line(label))) };
+
+    let door = text("door");
+    assert_eq!(words(&door), ["please", "open", "the", "door"]);
+    // The same audio as U8 bytes and as raw f32 samples.
+    assert_eq!(text("door_u8_tensor"), door);
+    assert_eq!(text("door_raw_f32"), door);
+    // 8, 22.05 and 44.1 kHz, stereo and float WAV: the same words.
+    for variant in ["door-8k", "door-22k", "door-44k", "door-stereo", "door-f32"] {
+        assert_eq!(words(&text(variant)), words(&door), "{variant}");
+    }
+    // Streaming: segment by segment, joined, is compute's transcript.
+    assert_eq!(line("stream_end"), "EndOfSequence");
+    assert!(line("stream_segments").parse::<usize>().unwrap() >= 3);
+    assert_eq!(text("stream_joined"), text("long_compute"));
+    assert_eq!(line("first_segment"), "ok");
+    assert_eq!(line("fini_single"), "ok");
+    assert_eq!(text("after_fini"), door, "a stopped stream leaves the context as new");
+    // Settings through metadata.
+    assert_eq!(text("no_timestamps"), " Please open the door.\n");
+    assert_eq!(words(&text("greedy")), words(&door));
+    assert_eq!(text("german_on_english_model"), door, "an English-only model transcribes English");
+    // The wrong ways.
+    for case in [
+        "compute_without_audio",
+        "not_wav",
+        "not_whole_f32",
+        "truncated_wav",
+        "header_only_wav",
+        "empty_wav",
+        "empty_raw",
+        "unknown_language",
+    ] {
+        assert_eq!(line(case), "InvalidArgument", "{case}");
+    }
+    assert_eq!(line("unparsable_metadata"), "InvalidEncoding");
+    assert_eq!(words(&text("alive")), words(&door));
+    let log = String::from_utf8_lossy(&out.stderr);
+    for says in ["no audio", "not a WAV file", "not a whole number", "WAV file cannot be read", "no samples", "unknown language 'xx'"] {
+        assert!(log.contains(says), "the log should say \"{says}\":\n{log}");
+    }
+}
+
+/// One guest uses a Whisper model and a GGUF chat model in one process, in both orders, for
+/// 20 rounds: every round gives the first round's results, and the host's resident memory
+/// does not grow.
+#[test]
+fn speech_and_text_models_share_one_process_without_growing_it() {
+    // `exec` keeps the shell's process id, so the guest can be given the host's own /proc entry.
+    let wasmedge = wasmedge_bin();
+    let script = format!(
+        "exec '{}' --dir .:. --dir /hostproc:/proc/$$ --nn-preload {} --nn-preload {} '{}' rounds asr llm {SPEECH} 20",
+        wasmedge.display(),
+        asr_preload(),
+        ggml_preload("llm", SMOLLM2),
+        guest("hearing").display()
+    );
+    let out = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .current_dir(root())
+        .env("WASMEDGE_PLUGIN_PATH", plugin_dir())
+        .output()
+        .expect("run wasmedge");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    println!("{stdout}");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let first = labelled(&stdout, "round 1");
+    let results: Vec<String> = serde_json::from_str(&first).unwrap();
+    assert!(results[0].contains("Please open the door."), "{results:?}");
+    assert!(results[2].contains("Paris"), "{results:?}");
+    assert!(words(&results[3]).contains(&"sunny".to_string()), "{results:?}");
+    let rss: Vec<f64> = (1..=20)
+        .map(|r| {
+            assert_eq!(labelled(&stdout, &format!("round {r}")), first, "round {r} differs from round 1");
+            labelled(&stdout, &format!("rss {r}")).parse().unwrap()
+        })
+        .collect();
+    assert!(rss[0] > 100_000.0, "the host's RSS was not readable: {rss:?}");
+    // Growth after the first round: the last five rounds' median against round 1 (a single
+    // reading can catch a transient allocation).
+    let mut last = rss[15..].to_vec();
+    last.sort_by(f64::total_cmp);
+    let growth = last[2] / rss[0] - 1.0;
+    println!("RSS after round 1: {:.1} MiB, rounds 16-20 median: {:.1} MiB, growth {:.2}%", rss[0] / 1024.0, last[2] / 1024.0, growth * 100.0);
+    assert!(growth < 0.05, "RSS grew by {:.1}% over 20 rounds: {rss:?}", growth * 100.0);
+}

@@ -1,0 +1,48 @@
+//! Transcribe a 16 kHz mono 16-bit WAV file with whisper-rs, written the plain way (as
+//! whisper-rs's own example does) and independent of the plugin's code, printing one
+//! `[hh:mm:ss.mmm --> hh:mm:ss.mmm]  text` line per segment, as WasmEdge's plugin does.
+//!
+//!     whisper-native MODEL FILE.wav THREADS [BEAM_SIZE]
+//!
+//! The settings are the plugin's defaults: English, beam search of 5 (or greedy with
+//! BEAM_SIZE 1 and best-of 5), temperature 0.
+
+use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters};
+
+fn stamp(t: i64) -> String {
+    let ms = t * 10;
+    format!("{:02}:{:02}:{:02}.{:03}", ms / 3_600_000, (ms / 60_000) % 60, (ms / 1000) % 60, ms % 1000)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let (model, file, threads) = (&args[1], &args[2], args[3].parse::<i32>().expect("THREADS"));
+    let beam_size: i32 = args.get(4).map_or(5, |b| b.parse().expect("BEAM_SIZE"));
+
+    let mut reader = hound::WavReader::open(file).expect("a WAV file");
+    let spec = reader.spec();
+    assert_eq!((spec.sample_rate, spec.channels, spec.bits_per_sample), (16_000, 1, 16), "16 kHz mono 16-bit only");
+    let samples: Vec<f32> = reader.samples::<i16>().map(|s| s.unwrap() as f32 / 32768.0).collect();
+
+    whisper_rs::install_logging_hooks();
+    let ctx = WhisperContext::new_with_params(model, WhisperContextParameters::default()).expect("load the model");
+    let mut state = ctx.create_state().expect("state");
+    let strategy = if beam_size > 1 {
+        SamplingStrategy::BeamSearch { beam_size, patience: -1.0 }
+    } else {
+        SamplingStrategy::Greedy { best_of: 5 }
+    };
+    let mut params = FullParams::new(strategy);
+    params.set_language(Some("en"));
+    params.set_n_threads(threads);
+    params.set_temperature(0.0);
+    params.set_print_progress(false);
+    params.set_print_realtime(false);
+    params.set_print_special(false);
+    params.set_print_timestamps(false);
+    state.full(params, &samples).expect("transcribe");
+    for segment in state.as_iter() {
+        let text = segment.to_str_lossy().expect("segment text");
+        println!("[{} --> {}] {}", stamp(segment.start_timestamp()), stamp(segment.end_timestamp()), text);
+    }
+}
