@@ -55,7 +55,15 @@ fn streamed_segments_join_into_the_whole_transcript() {
 /// The probe guest: every way of giving audio, settings, and the wrong ways.
 #[test]
 fn audio_of_any_rate_and_layout_is_heard_and_bad_audio_is_refused() {
-    let out = run_guest_with_env(&[("WASMEDGE_NN_LOG", "error")], &[asr_preload()], "hearing", &["probe", "asr", SPEECH]);
+    let outside_dir = tempfile::tempdir().unwrap();
+    let outside = outside_dir.path().join("model.bin");
+    std::fs::copy(root().join(model(WHISPER_TINY_EN)), &outside).unwrap();
+    let out = run_guest_with_env(
+        &[("WASMEDGE_NN_LOG", "error")],
+        &[asr_preload()],
+        "hearing",
+        &["probe", "asr", SPEECH, &model(WHISPER_TINY_EN), outside.to_str().unwrap()],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     println!("{stdout}");
     assert!(out.status.success(), "the probe (and so the host) must run to the end");
@@ -97,8 +105,14 @@ fn audio_of_any_rate_and_layout_is_heard_and_bad_audio_is_refused() {
     }
     assert_eq!(line("unparsable_metadata"), "InvalidEncoding");
     assert_eq!(words(&text("alive")), words(&door));
+    // load: the model's bytes (by encoding or detected), its path; not a path outside, not a WAV.
+    for way in ["load_bytes", "load_bytes_autodetect", "load_path"] {
+        assert_eq!(text(way), door, "{way}");
+    }
+    assert_eq!(line("load_outside_path"), "InvalidArgument");
+    assert_eq!(line("load_not_a_model"), "InvalidArgument");
     let log = String::from_utf8_lossy(&out.stderr);
-    for says in ["no audio", "not a WAV file", "not a whole number", "WAV file cannot be read", "no samples", "unknown language 'xx'"] {
+    for says in ["is outside the directories given to the guest", "neither a whisper.cpp model", "no audio", "not a WAV file", "not a whole number", "WAV file cannot be read", "no samples", "unknown language 'xx'"] {
         assert!(log.contains(says), "the log should say \"{says}\":\n{log}");
     }
 }

@@ -2,6 +2,7 @@
 //! [`Graph`]; a graph makes [`ExecutionContext`]s, each with its own inference state. Backends
 //! know nothing about WasmEdge or guest memory: they see copied-out tensors and return bytes.
 
+pub mod config;
 pub mod ggml;
 pub mod whisper;
 

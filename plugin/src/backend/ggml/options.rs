@@ -141,13 +141,7 @@ macro_rules! apply {
 impl Options {
     /// Apply a JSON document on top of these options. Nothing changes when it fails.
     pub fn apply_json(&mut self, json: &[u8]) -> NnResult<()> {
-        let value: serde_json::Value = serde_json::from_slice(json)
-            .map_err(|e| NnError::invalid_encoding(format!("metadata is not valid JSON: {e}")))?;
-        if !value.is_object() {
-            return Err(NnError::invalid_argument(format!("metadata must be a JSON object, got: {value}")));
-        }
-        let m: Metadata = serde_json::from_value(value)
-            .map_err(|e| NnError::invalid_argument(format!("metadata has a value of the wrong type: {e}")))?;
+        let m: Metadata = crate::backend::config::parse(json)?;
         let mut next = self.clone();
         apply!(
             next,
@@ -229,11 +223,7 @@ impl Options {
 
     /// Apply the logging switches to the process-wide log level (they only ever raise it).
     pub fn apply_logging(&self) {
-        if self.enable_debug_log {
-            crate::logging::raise_level(log::LevelFilter::Debug);
-        } else if self.enable_log {
-            crate::logging::raise_level(log::LevelFilter::Info);
-        }
+        crate::backend::config::apply_logging(self.enable_log, self.enable_debug_log);
     }
 
     /// Whether two option sets need different llama.cpp contexts.

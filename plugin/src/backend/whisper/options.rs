@@ -59,13 +59,7 @@ fn int(v: u32, key: &str) -> NnResult<i32> {
 impl Options {
     /// Apply a JSON document on top of these options. Nothing changes when it fails.
     pub fn apply_json(&mut self, json: &[u8]) -> NnResult<()> {
-        let value: serde_json::Value = serde_json::from_slice(json)
-            .map_err(|e| NnError::invalid_encoding(format!("metadata is not valid JSON: {e}")))?;
-        if !value.is_object() {
-            return Err(NnError::invalid_argument(format!("metadata must be a JSON object, got: {value}")));
-        }
-        let c: Config = serde_json::from_value(value)
-            .map_err(|e| NnError::invalid_argument(format!("metadata has a value of the wrong type: {e}")))?;
+        let c: Config = crate::backend::config::parse(json)?;
         let mut next = self.clone();
         let p = &mut next.params;
         if let Some(v) = c.enable_log {
@@ -137,11 +131,7 @@ impl Options {
     }
 
     pub fn apply_logging(&self) {
-        if self.enable_debug_log {
-            crate::logging::raise_level(log::LevelFilter::Debug);
-        } else if self.enable_log {
-            crate::logging::raise_level(log::LevelFilter::Info);
-        }
+        crate::backend::config::apply_logging(self.enable_log, self.enable_debug_log);
     }
 }
 

@@ -1,10 +1,11 @@
 //! Whisper through WASI-NN, printing `label: value` lines for the tests.
 //!
-//!     hearing.wasm probe ASR DIR          the ways to give audio, right and wrong
+//!     hearing.wasm probe ASR DIR MODEL OUTSIDE   the ways to give audio and models, right and wrong
 //!     hearing.wasm rounds ASR LLM DIR N   speech and text models in one process, N rounds
 //!
 //! ASR is a preloaded Whisper model, LLM a preloaded GGUF chat model, DIR the folder of the
-//! speech samples. `rounds` reads the host's memory use from /hostproc/status when the host
+//! speech samples, MODEL the Whisper model's path (for `load`), OUTSIDE an existing host file
+//! outside the guest's folders. `rounds` reads the host's memory use from /hostproc/status when the host
 //! maps its /proc/self there (`--dir /hostproc:/proc/self`).
 
 use wasmedge_wasi_nn::{
@@ -68,7 +69,7 @@ fn raw_f32(wav: &[u8]) -> Vec<u8> {
     wav[44..].chunks_exact(2).flat_map(|s| (i16::from_le_bytes([s[0], s[1]]) as f32 / 32768.0).to_le_bytes()).collect()
 }
 
-fn probe(asr: &str, dir: &str) {
+fn probe(asr: &str, dir: &str, model_path: &str, outside: &str) {
     let file = |f: &str| std::fs::read(format!("{dir}/{f}")).unwrap_or_else(|e| panic!("{f}: {e}"));
     let graph = load(asr, GraphEncoding::Whisper);
     let mut ctx = graph.init_execution_context().unwrap();
@@ -128,6 +129,19 @@ fn probe(asr: &str, dir: &str) {
     println!("german_on_english_model: {}", show(transcribe(&mut bad, TensorType::F32, &door)));
     // The host still answers.
     println!("alive: {}", show(transcribe(&mut ctx, TensorType::F32, &door)));
+
+    // `load` with the model's bytes, with its path, and with a path outside the guest's folders.
+    let by = |encoding: GraphEncoding, builder: &[u8]| -> Result<String, Error> {
+        let graph = GraphBuilder::new(encoding, ExecutionTarget::CPU).build_from_bytes([builder])?;
+        let mut ctx = graph.init_execution_context()?;
+        transcribe(&mut ctx, TensorType::F32, &door)
+    };
+    let model = std::fs::read(model_path).expect("the model file");
+    println!("load_bytes: {}", show(by(GraphEncoding::Whisper, &model)));
+    println!("load_bytes_autodetect: {}", show(by(GraphEncoding::Autodetec, &model)));
+    println!("load_path: {}", show(by(GraphEncoding::Whisper, model_path.as_bytes())));
+    println!("load_outside_path: {}", show(by(GraphEncoding::Whisper, outside.as_bytes())));
+    println!("load_not_a_model: {}", show(by(GraphEncoding::Whisper, &door)));
 }
 
 /// Ask the chat model about `text`; its answer.
@@ -179,9 +193,9 @@ fn serde_like(items: &[&str]) -> String {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
-        Some("probe") => probe(&args[2], &args[3]),
+        Some("probe") => probe(&args[2], &args[3], &args[4], &args[5]),
         Some("rounds") => rounds(&args[2], &args[3], &args[4], args[5].parse().unwrap()),
-        _ => panic!("usage: probe ASR DIR | rounds ASR LLM DIR N"),
+        _ => panic!("usage: probe ASR DIR MODEL OUTSIDE | rounds ASR LLM DIR N"),
     }
     let _ = BackendError::EndOfSequence;
 }
