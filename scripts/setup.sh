@@ -9,7 +9,7 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 log() { echo "[setup] $*" >&2; }
 
-PKGS=(build-essential cmake clang libclang-dev pkg-config patchelf unzip ca-certificates python3-pip python3-venv)
+PKGS=(build-essential cmake clang libclang-dev pkg-config patchelf unzip ca-certificates python3-pip python3-venv libfontconfig1-dev libfreetype-dev fonts-dejavu-core)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

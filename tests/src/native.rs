@@ -151,3 +151,57 @@ pub fn generate_with_images(
     }
     (out, n)
 }
+
+/// What [`speed`] measures, in ms.
+#[derive(Debug)]
+pub struct Speed {
+    pub load_ms: f64,
+    pub prompt_tokens: usize,
+    /// Prompt evaluation and the first token (tokenizing included).
+    pub ttft_ms: f64,
+    /// Each later token: evaluate the previous one, sample, detokenize.
+    pub token_ms: Vec<f64>,
+}
+
+/// The native side of the speed harness: load the model, make a context, then time the prompt
+/// and `n_tokens` greedy tokens (past end of generation too), as the plugin's guest does.
+/// `on_first_token` runs as soon as the first token is there.
+pub fn speed(model: &Path, prompt: &str, n_tokens: usize, ctx_size: u32, threads: i32, on_first_token: impl FnOnce()) -> Speed {
+    let backend = backend();
+    let started = std::time::Instant::now();
+    let model = LlamaModel::load_from_file(backend, model, &LlamaModelParams::default()).expect("load model");
+    let load_ms = started.elapsed().as_secs_f64() * 1e3;
+    let params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(ctx_size))
+        .with_n_threads(threads)
+        .with_n_threads_batch(threads);
+    let mut ctx = model.new_context(backend, params).expect("context");
+    let mut sampler = LlamaSampler::greedy();
+    let mut piece = Vec::with_capacity(64);
+    let start = std::time::Instant::now();
+    let tokens = model.vocab().tokenize(prompt.as_bytes(), true, true);
+    let mut batch = LlamaBatch::new(tokens.len().max(1), 1);
+    for (i, t) in tokens.iter().enumerate() {
+        batch.add(*t, i as i32, &[0], i + 1 == tokens.len()).unwrap();
+    }
+    ctx.decode(&mut batch).expect("decode prompt");
+    let mut token = sampler.sample(&ctx, batch.n_tokens() - 1);
+    model.vocab().token_to_piece_into(token, &mut piece, true, None);
+    let ttft_ms = start.elapsed().as_secs_f64() * 1e3;
+    on_first_token();
+    let mut pos = tokens.len() as i32;
+    let token_ms = (1..n_tokens)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            batch.clear();
+            batch.add(token, pos, &[0], true).unwrap();
+            pos += 1;
+            ctx.decode(&mut batch).expect("decode");
+            token = sampler.sample(&ctx, 0);
+            piece.clear();
+            model.vocab().token_to_piece_into(token, &mut piece, true, None);
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    Speed { load_ms, prompt_tokens: tokens.len(), ttft_ms, token_ms }
+}

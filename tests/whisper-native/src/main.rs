@@ -2,7 +2,10 @@
 //! whisper-rs's own example does) and independent of the plugin's code, printing one
 //! `[hh:mm:ss.mmm --> hh:mm:ss.mmm]  text` line per segment, as WasmEdge's plugin does.
 //!
-//!     whisper-native MODEL FILE.wav THREADS [BEAM_SIZE]
+//!     whisper-native MODEL FILE.wav THREADS [BEAM_SIZE] [--time]
+//!
+//! With `--time` it also prints `full_ms: N` (the transcription, model load excluded) and
+//! `audio_ms: N` after the transcript, for the speed harness.
 //!
 //! The settings are the plugin's defaults: English, beam search of 5 (or greedy with
 //! BEAM_SIZE 1 and best-of 5), temperature 0.
@@ -17,7 +20,7 @@ fn stamp(t: i64) -> String {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (model, file, threads) = (&args[1], &args[2], args[3].parse::<i32>().expect("THREADS"));
-    let beam_size: i32 = args.get(4).map_or(5, |b| b.parse().expect("BEAM_SIZE"));
+    let beam_size: i32 = args.get(4).filter(|a| *a != "--time").map_or(5, |b| b.parse().expect("BEAM_SIZE"));
 
     let mut reader = hound::WavReader::open(file).expect("a WAV file");
     let spec = reader.spec();
@@ -40,9 +43,15 @@ fn main() {
     params.set_print_realtime(false);
     params.set_print_special(false);
     params.set_print_timestamps(false);
+    let started = std::time::Instant::now();
     state.full(params, &samples).expect("transcribe");
+    let full_ms = started.elapsed().as_secs_f64() * 1e3;
     for segment in state.as_iter() {
         let text = segment.to_str_lossy().expect("segment text");
         println!("[{} --> {}] {}", stamp(segment.start_timestamp()), stamp(segment.end_timestamp()), text);
+    }
+    if args.iter().any(|a| a == "--time") {
+        println!("full_ms: {full_ms:.3}");
+        println!("audio_ms: {:.3}", samples.len() as f64 / 16.0);
     }
 }

@@ -1,0 +1,305 @@
+//! The speed harness: the same model, prompt, thread count and build measured natively and
+//! through WasmEdge (guest interpreted and AOT-compiled), each run a process of its own, the
+//! sides alternating run by run. Reports medians, ratios wasm/native, and writes
+//! `speed.json`, `speed.md` and `speed.png` into the results folder.
+//!
+//! Run in full by `scripts/bench.sh` (`cargo bench -p e2e --bench speed`); a quick form runs in
+//! the tests (`tests/speed_harness.rs`), which checks that every figure is produced.
+
+use crate::{ggml_preload, guest, model, plugin_dir, root, wasmedge_bin, SMOLLM2, SPEECH, WHISPER_TINY_EN};
+use serde_json::{json, Map, Value};
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+/// The prompt (SmolLM2's ChatML), long enough that prompt speed means something.
+pub const PROMPT: &str = "<|im_start|>system\nYou are a helpful assistant who answers in detail.<|im_end|>\n<|im_start|>user\nThe lighthouse keeper had lived alone on the rock for eleven years. Every evening he climbed the spiral stairs, trimmed the wick, polished the great lens and watched the ships pass far out at sea. Write a long story about the night a storm brought a stranger to his door, what they said to each other, and how the keeper's life changed afterwards.<|im_end|>\n<|im_start|>assistant\n";
+/// The Whisper sample (17.8 s, five segments).
+pub const SPEECH_SAMPLE: &str = "long.wav";
+
+pub struct Config {
+    pub runs: usize,
+    pub tokens: usize,
+    pub threads: u32,
+    pub out_dir: PathBuf,
+    /// The native binaries: llama-native (this package) and whisper-native.
+    pub llama_native: PathBuf,
+    pub whisper_native: PathBuf,
+}
+
+/// One process run: its `label: value` lines, wall time, when it printed `first_token`, and
+/// its peak resident memory.
+struct Run {
+    figures: Map<String, Value>,
+    wall_ms: f64,
+    first_token_ms: Option<f64>,
+    peak_rss_kib: i64,
+}
+
+fn run(mut cmd: Command) -> Run {
+    cmd.current_dir(root()).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let started = Instant::now();
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    let mut stderr = child.stderr.take().unwrap();
+    let errors = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let (mut figures, mut first_token_ms) = (Map::new(), None);
+    for line in BufReader::new(child.stdout.take().unwrap()).lines().map_while(Result::ok) {
+        if line == "first_token" {
+            first_token_ms = Some(started.elapsed().as_secs_f64() * 1e3);
+        } else if let Some((k, v)) = line.split_once(": ") {
+            if let Ok(n) = v.trim().parse::<f64>() {
+                figures.insert(k.to_string(), json!(n));
+            }
+        }
+    }
+    // wait4 rather than Child::wait: it also gives this child's own peak RSS.
+    let (mut status, mut usage): (libc::c_int, libc::rusage) = (0, unsafe { std::mem::zeroed() });
+    // SAFETY: waits for our own child, writing into the two locals.
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    let wall_ms = started.elapsed().as_secs_f64() * 1e3;
+    let stderr = errors.join().unwrap_or_default();
+    assert!(
+        pid > 0 && std::process::ExitStatus::from_raw(status).success(),
+        "{cmd:?} failed ({status}):\n{stderr}"
+    );
+    Run { figures, wall_ms, first_token_ms, peak_rss_kib: usage.ru_maxrss }
+}
+
+fn wasmedge(preload: &str, wasm: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(wasmedge_bin());
+    cmd.env("WASMEDGE_PLUGIN_PATH", plugin_dir()).args(["--dir", ".:.", "--nn-preload", preload]).arg(wasm).args(args);
+    cmd
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn get(r: &Run, k: &str) -> f64 {
+    r.figures.get(k).and_then(Value::as_f64).unwrap_or_else(|| panic!("no figure '{k}' in {:?}", r.figures))
+}
+
+/// Generation figures of one run.
+fn gen_figures(r: &Run, tokens: usize, native: bool) -> Map<String, Value> {
+    let ttft = get(r, "ttft_ms");
+    let decode_tok_s = if native {
+        (tokens - 1) as f64 / get(r, "decode_ms") * 1e3
+    } else {
+        (get(r, "compute_tokens") - 1.0) / (get(r, "compute_ms") - get(r, "compute_prompt_ms")) * 1e3
+    };
+    let mut m = Map::new();
+    m.insert("prompt_tokens".into(), json!(get(r, "prompt_tokens")));
+    m.insert("load_ms".into(), json!(get(r, "load_ms")));
+    m.insert("ttft_ms".into(), json!(ttft));
+    m.insert("prompt_tok_s".into(), json!(get(r, "prompt_tokens") / ttft * 1e3));
+    m.insert("decode_tok_s".into(), json!(decode_tok_s));
+    m.insert("stream_token_ms".into(), json!(get(r, "stream_token_ms")));
+    m.insert("exec_to_first_token_ms".into(), json!(r.first_token_ms.expect("a first_token line")));
+    m.insert("peak_rss_mib".into(), json!(r.peak_rss_kib as f64 / 1024.0));
+    m
+}
+
+/// Medians over runs, figure by figure.
+fn medians(runs: &[Map<String, Value>]) -> Map<String, Value> {
+    let mut out = Map::new();
+    for k in runs[0].keys() {
+        out.insert(k.clone(), json!(median(runs.iter().map(|r| r[k].as_f64().unwrap()).collect())));
+    }
+    out
+}
+
+pub const SIDES: [&str; 3] = ["native", "wasm_interpreted", "wasm_aot"];
+
+/// Run the harness; the report (also written to `out_dir`).
+pub fn measure(cfg: &Config) -> Value {
+    std::fs::create_dir_all(&cfg.out_dir).expect("results folder");
+    let interpreted = guest("bench-speed");
+    let aot = cfg.out_dir.join("bench-speed.aot.wasm");
+    let compiled = Command::new(wasmedge_bin())
+        .arg("compile")
+        .arg(&interpreted)
+        .arg(&aot)
+        .output()
+        .expect("wasmedge compile");
+    assert!(compiled.status.success(), "wasmedge compile failed: {}", String::from_utf8_lossy(&compiled.stderr));
+
+    // For WasmEdge alone: a module that imports and does nothing.
+    let empty = cfg.out_dir.join("empty.wasm");
+    std::fs::write(&empty, wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "_start")))"#).unwrap())
+        .unwrap();
+    let model_path = root().join(model(SMOLLM2));
+    let wav = format!("{SPEECH}/{SPEECH_SAMPLE}");
+    let (tokens, threads) = (cfg.tokens.to_string(), cfg.threads.to_string());
+    let prompt = PROMPT;
+    let llm = ggml_preload("default", SMOLLM2);
+    let asr = format!("asr:Whisper:AUTO:{}", model(WHISPER_TINY_EN));
+
+    let mut gen: Vec<Vec<Map<String, Value>>> = vec![Vec::new(); 3];
+    let mut rtf: Vec<Vec<f64>> = vec![Vec::new(); 3];
+    let (mut cold, mut cold_bare) = (Vec::new(), Vec::new());
+    for _ in 0..cfg.runs {
+        // Generation, the three sides in turn.
+        let mut native = Command::new(&cfg.llama_native);
+        native.arg(&model_path).args([prompt, &tokens, &threads]);
+        gen[0].push(gen_figures(&run(native), cfg.tokens, true));
+        for (side, wasm) in [(1, &interpreted), (2, &aot)] {
+            let r = run(wasmedge(&llm, wasm, &["gen", "default", prompt, &tokens, &threads]));
+            gen[side].push(gen_figures(&r, cfg.tokens, false));
+        }
+        // Whisper's real-time factor (transcription time / audio time).
+        let mut native = Command::new(&cfg.whisper_native);
+        native.args([model(WHISPER_TINY_EN).as_str(), &wav, &threads, "5", "--time"]);
+        let r = run(native);
+        rtf[0].push(get(&r, "full_ms") / get(&r, "audio_ms"));
+        for (side, wasm) in [(1, &interpreted), (2, &aot)] {
+            let r = run(wasmedge(&asr, wasm, &["asr", "asr", &wav, &threads]));
+            rtf[side].push(get(&r, "transcribe_ms") / get(&r, "audio_ms"));
+        }
+        // Cold start, no model: exec to exit of a guest that does nothing (with the plugin),
+        // and of an empty module without plugins (WasmEdge alone).
+        cold.push(run(wasmedge(&llm, &aot, &["noop"])).wall_ms);
+        let mut bare = Command::new(wasmedge_bin());
+        bare.env("WASMEDGE_PLUGIN_PATH", cfg.out_dir.join("no-plugins")).arg(&empty);
+        cold_bare.push(run(bare).wall_ms);
+    }
+
+    let mut sides = Map::new();
+    for (i, name) in SIDES.iter().enumerate() {
+        let mut m = medians(&gen[i]);
+        m.insert("whisper_rtf".into(), json!(median(rtf[i].clone())));
+        sides.insert(name.to_string(), Value::Object(m));
+    }
+    let n = &sides["native"];
+    let mut ratios = Map::new();
+    for side in &SIDES[1..] {
+        let w = &sides[*side];
+        let f = |k: &str| w[k].as_f64().unwrap();
+        let g = |k: &str| n[k].as_f64().unwrap();
+        ratios.insert(
+            side.to_string(),
+            json!({
+                "prompt": f("prompt_tok_s") / g("prompt_tok_s"),
+                "decode": f("decode_tok_s") / g("decode_tok_s"),
+                "streaming": g("stream_token_ms") / f("stream_token_ms"),
+                "whisper_rtf": g("whisper_rtf") / f("whisper_rtf"),
+            }),
+        );
+    }
+    let report = json!({
+        "model": SMOLLM2,
+        "whisper_model": WHISPER_TINY_EN,
+        "prompt_tokens": sides["native"]["prompt_tokens"],
+        "tokens": cfg.tokens,
+        "threads": cfg.threads,
+        "runs": cfg.runs,
+        "cores": std::thread::available_parallelism().map_or(1, |n| n.get()),
+        "cpu": cpu_name(),
+        "sides": sides,
+        "ratios_wasm_over_native": ratios,
+        "cold_start_ms": { "wasmedge_with_plugin": median(cold), "wasmedge_without_plugins": median(cold_bare) },
+    });
+    write(cfg, &report);
+    report
+}
+
+fn cpu_name() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())))
+        .unwrap_or_default()
+}
+
+/// The markdown table of a report.
+pub fn table(r: &Value) -> String {
+    let s = &r["sides"];
+    let mut md = String::from(
+        "| | native | wasm, interpreted | wasm, AOT |\n|---|---:|---:|---:|\n",
+    );
+    let rows: [(&str, &str, usize); 8] = [
+        ("prompt (tok/s)", "prompt_tok_s", 1),
+        ("decode (tok/s)", "decode_tok_s", 1),
+        ("time to first token (ms)", "ttft_ms", 1),
+        ("streaming, per token (ms)", "stream_token_ms", 3),
+        ("model load (ms)", "load_ms", 1),
+        ("exec → first token (ms)", "exec_to_first_token_ms", 1),
+        ("peak RSS (MiB)", "peak_rss_mib", 1),
+        ("Whisper real-time factor", "whisper_rtf", 4),
+    ];
+    for (label, key, digits) in rows {
+        let cell = |side: &str| format!("{:.*}", digits, s[side][key].as_f64().unwrap_or(f64::NAN));
+        md.push_str(&format!("| {label} | {} | {} | {} |\n", cell("native"), cell("wasm_interpreted"), cell("wasm_aot")));
+    }
+    md.push_str("\n| wasm / native | interpreted | AOT |\n|---|---:|---:|\n");
+    for k in ["prompt", "decode", "streaming", "whisper_rtf"] {
+        let ratio = |side: &str| r["ratios_wasm_over_native"][side][k].as_f64().unwrap_or(f64::NAN);
+        md.push_str(&format!("| {k} | {:.3} | {:.3} |\n", ratio("wasm_interpreted"), ratio("wasm_aot")));
+    }
+    let c = &r["cold_start_ms"];
+    md.push_str(&format!(
+        "\nCold start without a model, exec → exit: {:.1} ms for the harness's guest doing nothing with the plugin loaded; {:.1} ms for an empty module without plugins (WasmEdge alone).\n",
+        c["wasmedge_with_plugin"].as_f64().unwrap_or(f64::NAN),
+        c["wasmedge_without_plugins"].as_f64().unwrap_or(f64::NAN)
+    ));
+    md.push_str(&format!(
+        "\n{}, a {}-token prompt, {} greedy tokens, {} threads, medians of {} runs; {}; {} cores ({}).\n",
+        r["model"].as_str().unwrap_or(""),
+        r["prompt_tokens"],
+        r["tokens"],
+        r["threads"],
+        r["runs"],
+        r["whisper_model"].as_str().unwrap_or(""),
+        r["cores"],
+        r["cpu"].as_str().unwrap_or("")
+    ));
+    md
+}
+
+fn write(cfg: &Config, report: &Value) {
+    std::fs::write(cfg.out_dir.join("speed.json"), serde_json::to_string_pretty(report).unwrap()).unwrap();
+    std::fs::write(cfg.out_dir.join("speed.md"), table(report)).unwrap();
+    chart(&cfg.out_dir.join("speed.png"), report).expect("the chart");
+}
+
+/// A bar chart of the ratios wasm/native.
+fn chart(path: &Path, r: &Value) -> Result<(), Box<dyn std::error::Error>> {
+    use plotters::prelude::*;
+    let keys = ["prompt", "decode", "streaming", "whisper_rtf"];
+    let root = BitMapBackend::new(path, (800, 420)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("speed through WasmEdge / native (1.0 = native)", ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(48)
+        .build_cartesian_2d(0f64..keys.len() as f64, 0f64..1.2)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(keys.len() * 2 + 1)
+        .x_label_formatter(&|x| {
+            let i = x.floor() as usize;
+            if (x - i as f64 - 0.5).abs() < 0.01 && i < keys.len() { keys[i].to_string() } else { String::new() }
+        })
+        .draw()?;
+    for (j, (side, colour)) in [("wasm_interpreted", BLUE.mix(0.6)), ("wasm_aot", GREEN.mix(0.8))].into_iter().enumerate() {
+        chart
+            .draw_series(keys.iter().enumerate().map(|(i, k)| {
+                let v = r["ratios_wasm_over_native"][side][*k].as_f64().unwrap_or(0.0);
+                let x0 = i as f64 + 0.1 + j as f64 * 0.4;
+                Rectangle::new([(x0, 0.0), (x0 + 0.38, v)], colour.filled())
+            }))?
+            .label(if j == 0 { "interpreted guest" } else { "AOT guest" })
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], colour.filled()));
+    }
+    chart.draw_series(LineSeries::new([(0.0, 0.98), (keys.len() as f64, 0.98)], RED.stroke_width(1)))?.label("0.98");
+    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).position(SeriesLabelPosition::LowerRight).draw()?;
+    root.present()?;
+    Ok(())
+}
