@@ -120,8 +120,11 @@ pub const SIDES: [&str; 3] = ["native", "wasm_interpreted", "wasm_aot"];
 /// Run the harness; the report (also written to `out_dir`).
 pub fn measure(cfg: &Config) -> Value {
     std::fs::create_dir_all(&cfg.out_dir).expect("results folder");
+    // Scratch files (the AOT guest, an empty module) stay out of the results folder.
+    let scratch = std::env::temp_dir().join(format!("wasmedge-nn-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).expect("scratch folder");
     let interpreted = guest("bench-speed");
-    let aot = cfg.out_dir.join("bench-speed.aot.wasm");
+    let aot = scratch.join("bench-speed.aot.wasm");
     let compiled = Command::new(wasmedge_bin())
         .arg("compile")
         .arg(&interpreted)
@@ -131,7 +134,7 @@ pub fn measure(cfg: &Config) -> Value {
     assert!(compiled.status.success(), "wasmedge compile failed: {}", String::from_utf8_lossy(&compiled.stderr));
 
     // For WasmEdge alone: a module that imports and does nothing.
-    let empty = cfg.out_dir.join("empty.wasm");
+    let empty = scratch.join("empty.wasm");
     std::fs::write(&empty, wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "_start")))"#).unwrap())
         .unwrap();
     let model_path = root().join(model(SMOLLM2));
@@ -144,29 +147,40 @@ pub fn measure(cfg: &Config) -> Value {
     let mut gen: Vec<Vec<Map<String, Value>>> = vec![Vec::new(); 3];
     let mut rtf: Vec<Vec<f64>> = vec![Vec::new(); 3];
     let (mut cold, mut cold_bare) = (Vec::new(), Vec::new());
-    for _ in 0..cfg.runs {
-        // Generation, the three sides in turn.
-        let mut native = Command::new(&cfg.llama_native);
-        native.arg(&model_path).args([prompt, &tokens, &threads]);
-        gen[0].push(gen_figures(&run(native), cfg.tokens, true));
-        for (side, wasm) in [(1, &interpreted), (2, &aot)] {
-            let r = run(wasmedge(&llm, wasm, &["gen", "default", prompt, &tokens, &threads]));
-            gen[side].push(gen_figures(&r, cfg.tokens, false));
+    for round in 0..cfg.runs {
+        // The sides take turns going first: on a machine whose clock or caches favour whatever
+        // runs first (or after a pause), a fixed order would bias the medians.
+        for k in 0..3 {
+            let side = (round + k) % 3;
+            // Generation.
+            let r = if side == 0 {
+                let mut native = Command::new(&cfg.llama_native);
+                native.arg(&model_path).args([prompt, &tokens, &threads]);
+                run(native)
+            } else {
+                let wasm = if side == 1 { &interpreted } else { &aot };
+                run(wasmedge(&llm, wasm, &["gen", "default", prompt, &tokens, &threads]))
+            };
+            gen[side].push(gen_figures(&r, cfg.tokens, side == 0));
         }
-        // Whisper's real-time factor (transcription time / audio time).
-        let mut native = Command::new(&cfg.whisper_native);
-        native.args([model(WHISPER_TINY_EN).as_str(), &wav, &threads, "5", "--time"]);
-        let r = run(native);
-        rtf[0].push(get(&r, "full_ms") / get(&r, "audio_ms"));
-        for (side, wasm) in [(1, &interpreted), (2, &aot)] {
-            let r = run(wasmedge(&asr, wasm, &["asr", "asr", &wav, &threads]));
-            rtf[side].push(get(&r, "transcribe_ms") / get(&r, "audio_ms"));
+        for k in 0..3 {
+            let side = (round + k) % 3;
+            // Whisper's real-time factor (transcription time / audio time).
+            let (r, key) = if side == 0 {
+                let mut native = Command::new(&cfg.whisper_native);
+                native.args([model(WHISPER_TINY_EN).as_str(), &wav, &threads, "5", "--time"]);
+                (run(native), "full_ms")
+            } else {
+                let wasm = if side == 1 { &interpreted } else { &aot };
+                (run(wasmedge(&asr, wasm, &["asr", "asr", &wav, &threads])), "transcribe_ms")
+            };
+            rtf[side].push(get(&r, key) / get(&r, "audio_ms"));
         }
         // Cold start, no model: exec to exit of a guest that does nothing (with the plugin),
         // and of an empty module without plugins (WasmEdge alone).
         cold.push(run(wasmedge(&llm, &aot, &["noop"])).wall_ms);
         let mut bare = Command::new(wasmedge_bin());
-        bare.env("WASMEDGE_PLUGIN_PATH", cfg.out_dir.join("no-plugins")).arg(&empty);
+        bare.env("WASMEDGE_PLUGIN_PATH", scratch.join("no-plugins")).arg(&empty);
         cold_bare.push(run(bare).wall_ms);
     }
 
@@ -206,6 +220,7 @@ pub fn measure(cfg: &Config) -> Value {
         "cold_start_ms": { "wasmedge_with_plugin": median(cold), "wasmedge_without_plugins": median(cold_bare) },
     });
     write(cfg, &report);
+    let _ = std::fs::remove_dir_all(&scratch);
     report
 }
 
