@@ -51,8 +51,7 @@ pub fn available() -> u32 {
 
 /// The process's cores, shared by every backend.
 pub fn cpu() -> &'static Cores {
-    static CPU: once_cell::sync::Lazy<Cores> =
-        once_cell::sync::Lazy::new(|| Cores::new(available() as usize));
+    static CPU: once_cell::sync::Lazy<Cores> = once_cell::sync::Lazy::new(|| Cores::new(available() as usize));
     &CPU
 }
 

@@ -9,6 +9,7 @@
 
 pub mod abi;
 pub mod backend;
+pub mod compute_threads;
 pub mod confine;
 pub mod cores;
 pub mod error;

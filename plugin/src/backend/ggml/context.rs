@@ -35,10 +35,10 @@ pub struct GgmlContext {
     /// Made on first use, remade when the options it depends on change. Away (inside the
     /// worker) while a worker streams.
     session: Option<Session>,
-    /// The current generation of a `compute` (which runs it on a thread of its own), or the
-    /// finished one a stream's worker handed back.
+    /// The finished generation a worker handed back (which answers further `compute_single`
+    /// calls with its end).
     generation: Option<Generation>,
-    /// The current stream's generation when it runs ahead on its own thread.
+    /// The current generation, running on a computing thread.
     worker: Option<Worker>,
     /// Whether the current generation is a `compute_single` stream.
     streaming: bool,
@@ -87,14 +87,13 @@ impl GgmlContext {
         Ok(session)
     }
 
-    /// Evaluate the prompt and make a fresh generation (the output starts empty).
-    fn start(&mut self) -> NnResult<()> {
+    /// Start a generation of the current prompt on a worker (the output starts empty).
+    fn start_worker(&mut self, window: u32, slot: Option<limits::Slot>) -> NnResult<()> {
         let prompt = self.prompt()?;
         self.reset_output();
-        let started = self.session().and_then(|s| Generation::start(s, &prompt));
-        let generation = started?;
-        self.metrics = generation.metrics();
-        self.generation = Some(generation);
+        self.session()?;
+        let session = self.session.take().expect("made by session()");
+        self.worker = Some(Worker::spawn(session, prompt, window, slot)?);
         Ok(())
     }
 
@@ -138,7 +137,7 @@ impl GgmlContext {
         self.generation = None;
     }
 
-    /// One step of the current generation, in this thread or from the worker: the token's
+    /// One step of the current generation, from the worker (or the finished one): the token's
     /// bytes are appended to the output, or the end is returned.
     fn step(&mut self) -> NnResult<Option<End>> {
         let start = self.output.len();
@@ -254,25 +253,14 @@ impl ExecutionContext for GgmlContext {
 
     fn compute(&mut self) -> NnResult<()> {
         self.end_stream();
-        // On a thread of its own, like a stream's worker: ggml's threads stay with the thread
-        // that first computes, and the guest's thread must not become one that does (see
-        // `worker`'s notes).
-        std::thread::scope(|s| {
-            let run = std::thread::Builder::new().name("wasmedge-nn-compute".into()).spawn_scoped(s, || {
-                self.start()?;
-                loop {
-                    if let Some(end) = self.step()? {
-                        return Self::end_code(end);
-                    }
-                }
-            });
-            match run {
-                Ok(thread) => {
-                    thread.join().unwrap_or_else(|_| Err(NnError::runtime("compute failed (a bug; please report it)")))
-                }
-                Err(e) => Err(NnError::runtime(format!("cannot start a thread for compute: {e}"))),
+        // The whole answer from a worker that never waits for the guest (see `worker` on why
+        // generation does not run on the guest's thread).
+        self.start_worker(u32::MAX, None)?;
+        loop {
+            if let Some(end) = self.step()? {
+                return Self::end_code(end);
             }
-        })
+        }
     }
 
     fn get_output(&mut self, index: u32) -> NnResult<Cow<'_, [u8]>> {
@@ -287,11 +275,7 @@ impl ExecutionContext for GgmlContext {
             self.end_stream();
             // Take a worker slot before any work, so Busy costs nothing.
             let slot = limits::worker_slot()?;
-            let prompt = self.prompt()?;
-            self.reset_output();
-            self.session()?;
-            let session = self.session.take().expect("made by session()");
-            self.worker = Some(Worker::spawn(session, prompt, self.options.run_ahead, slot)?);
+            self.start_worker(self.options.run_ahead, Some(slot))?;
             self.streaming = true;
         }
         match self.step()? {

@@ -4,12 +4,13 @@
 //! when the guest asks for it. The tokens are those of [`Generation::step`], so a stream
 //! through a worker is exactly the stream without one.
 //!
-//! Generation never runs on the guest's thread: ggml (with OpenMP) keeps a team of threads
-//! for every thread that has computed, and once a process has more of them than cores,
-//! OpenMP makes them sleep between computations, which measured about 40% slower per token
-//! on 2 cores once the guest's thread had computed as well as a worker. For the same reason
-//! a stream left unfinished (its worker parked, its team alive) slows other contexts down:
-//! end streams with `fini_single`.
+//! `compute` drains a worker with an unbounded window. Generation never runs on the guest's
+//! thread but on one of [`crate::compute_threads`]: ggml (with OpenMP) keeps a team of
+//! threads for every thread that has computed, and once a process has more of them than
+//! cores, OpenMP makes them sleep between computations, which measured about 40% slower per
+//! token on 2 cores once the guest's thread had computed as well as a worker. For the same
+//! reason a stream left unfinished (its worker parked, its thread busy) makes the next one
+//! take another thread: end streams with `fini_single`.
 //!
 //! Stopping (on `fini_single`, a new input or the context's end) sets a flag the worker
 //! checks between tokens, so it stops within one token's time; the session, with its KV
@@ -20,8 +21,8 @@ use crate::error::{NnError, NnResult};
 use crate::limits::Slot;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 
 /// What the worker hands back when it is done (no generation if the prompt failed).
 pub struct Finished {
@@ -63,6 +64,20 @@ impl Shared {
     }
 }
 
+/// Makes sure a waiting guest hears of the end even when the job panicked.
+struct EndsOnDrop(Arc<Shared>);
+
+impl Drop for EndsOnDrop {
+    fn drop(&mut self) {
+        let mut q = self.0.lock();
+        if q.end.is_none() && std::thread::panicking() {
+            q.end =
+                Some((Err(NnError::runtime("the generation failed (a bug; please report it)")), Metrics::default()));
+        }
+        self.0.produced.notify_one();
+    }
+}
+
 /// What the guest gets from [`Worker::next`].
 pub enum Next {
     /// A token; its bytes were appended to the output.
@@ -73,17 +88,20 @@ pub enum Next {
 
 pub struct Worker {
     shared: Arc<Shared>,
-    thread: Option<JoinHandle<Finished>>,
+    /// Where the session comes back when the worker's job ends (closed if it panicked).
+    finished: Option<Receiver<Finished>>,
 }
 
 impl Worker {
-    /// Start generating on a new thread. `slot` is held for the thread's lifetime.
-    pub fn spawn(mut session: Session, prompt: Prompt, window: u32, slot: Slot) -> NnResult<Self> {
+    /// Start generating on a computing thread, at most `window` tokens ahead of the guest.
+    /// `slot` (a streaming worker's place, if any) is held until the generation ends.
+    pub fn spawn(mut session: Session, prompt: Prompt, window: u32, slot: Option<Slot>) -> NnResult<Self> {
         let window = window as usize;
+        let room = window.min(64);
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue {
-                bytes: VecDeque::with_capacity(window * 32),
-                tokens: VecDeque::with_capacity(window),
+                bytes: VecDeque::with_capacity(room * 32),
+                tokens: VecDeque::with_capacity(room),
                 end: None,
                 waiting: false,
             }),
@@ -93,27 +111,26 @@ impl Worker {
             window,
         });
         let theirs = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name("wasmedge-nn-stream".into())
-            .spawn(move || {
-                let _slot = slot;
-                // The prompt is evaluated here too: one thread does all of a stream's
-                // computing (see `crate::cores` on why the thread matters).
-                let mut generation = match Generation::start(&mut session, &prompt) {
-                    Ok(g) => g,
-                    Err(e) => {
-                        theirs.lock().end = Some((Err(e), Metrics::default()));
-                        theirs.produced.notify_one();
-                        return Finished { session, generation: None };
-                    }
-                };
-                // The worker's own copy of the output, which the reverse-prompt check reads.
-                let mut output = Vec::with_capacity(4096);
-                produce(&theirs, &mut session, &mut generation, &mut output);
-                Finished { session, generation: Some(generation) }
-            })
-            .map_err(|e| NnError::runtime(format!("cannot start a streaming worker thread: {e}")))?;
-        Ok(Self { shared, thread: Some(thread) })
+        let finished = crate::compute_threads::spawn(move || {
+            let _slot = slot;
+            let _ends = EndsOnDrop(theirs.clone());
+            // The prompt is evaluated here too: one thread does all of a stream's computing.
+            let generation = match Generation::start(&mut session, &prompt) {
+                Ok(mut generation) => {
+                    // The worker's own copy of the output, which the reverse-prompt check reads.
+                    let mut output = Vec::with_capacity(4096);
+                    produce(&theirs, &mut session, &mut generation, &mut output);
+                    Some(generation)
+                }
+                Err(e) => {
+                    theirs.lock().end = Some((Err(e), Metrics::default()));
+                    theirs.produced.notify_one();
+                    None
+                }
+            };
+            Finished { session, generation }
+        })?;
+        Ok(Self { shared, finished: Some(finished) })
     }
 
     /// Wait for the next token and append its bytes to `output`.
@@ -141,8 +158,8 @@ impl Worker {
     /// worker panicked, in which case the session is lost.
     pub fn finish(mut self) -> NnResult<Finished> {
         self.stop();
-        let thread = self.thread.take().expect("a worker is finished once");
-        thread.join().map_err(|_| NnError::runtime("the streaming worker failed (a bug; please report it)"))
+        let finished = self.finished.take().expect("a worker is finished once");
+        finished.recv().map_err(|_| NnError::runtime("the generation failed (a bug; please report it)"))
     }
 
     fn stop(&self) {
@@ -155,9 +172,9 @@ impl Worker {
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        if let Some(thread) = self.thread.take() {
+        if let Some(finished) = self.finished.take() {
             self.stop();
-            let _ = thread.join();
+            let _ = finished.recv();
         }
     }
 }

@@ -60,7 +60,11 @@ fn wav(bytes: &[u8]) -> NnResult<Vec<f32>> {
         hound::SampleFormat::Float => reader.into_samples::<f32>().collect::<Result<_, _>>().map_err(bad_wav)?,
         hound::SampleFormat::Int => {
             let scale = 1.0 / (1u64 << (spec.bits_per_sample.clamp(1, 32) - 1)) as f32;
-            reader.into_samples::<i32>().map(|s| s.map(|s| s as f32 * scale)).collect::<Result<_, _>>().map_err(bad_wav)?
+            reader
+                .into_samples::<i32>()
+                .map(|s| s.map(|s| s as f32 * scale))
+                .collect::<Result<_, _>>()
+                .map_err(bad_wav)?
         }
     };
     let channels = spec.channels as usize;
@@ -77,7 +81,8 @@ fn resample(mono: Vec<f32>, rate: u32) -> NnResult<Vec<f32>> {
     if rate == SAMPLE_RATE || mono.is_empty() {
         return Ok(mono);
     }
-    let failed = |e: &dyn std::fmt::Display| NnError::runtime(format!("cannot resample {rate} Hz audio to 16 kHz: {e}"));
+    let failed =
+        |e: &dyn std::fmt::Display| NnError::runtime(format!("cannot resample {rate} Hz audio to 16 kHz: {e}"));
     let mut resampler =
         Fft::<f32>::new(rate as usize, SAMPLE_RATE as usize, 1024, 1, FixedSync::Both).map_err(|e| failed(&e))?;
     let input = InterleavedSlice::new(&mono[..], 1, mono.len()).map_err(|e| failed(&e))?;
@@ -118,8 +123,9 @@ mod tests {
     #[test]
     fn other_rates_are_resampled_to_16k() {
         // One second of a 440 Hz tone at 44.1 kHz comes out as one second at 16 kHz.
-        let frames: Vec<Vec<i32>> =
-            (0..44_100).map(|i| vec![((i as f32 * 440.0 * std::f32::consts::TAU / 44_100.0).sin() * 16000.0) as i32]).collect();
+        let frames: Vec<Vec<i32>> = (0..44_100)
+            .map(|i| vec![((i as f32 * 440.0 * std::f32::consts::TAU / 44_100.0).sin() * 16000.0) as i32])
+            .collect();
         let out = samples(&tensor(TensorType::U8, wav_bytes(spec(1, 44_100), &frames))).unwrap();
         assert!((out.len() as i64 - 16_000).abs() <= 2, "{} samples", out.len());
         let peak = out.iter().fold(0f32, |m, s| m.max(s.abs()));

@@ -44,7 +44,12 @@ fn options_from(config: Option<&[u8]>) -> NnResult<Options> {
     Ok(options)
 }
 
-fn graph(model: NnResult<Model>, what: &str, options: Options, started: std::time::Instant) -> NnResult<Box<dyn Graph>> {
+fn graph(
+    model: NnResult<Model>,
+    what: &str,
+    options: Options,
+    started: std::time::Instant,
+) -> NnResult<Box<dyn Graph>> {
     let model = model?;
     let info = model.info();
     log::info!(
@@ -70,11 +75,12 @@ impl Backend for WhisperBackend {
             let loaded = Model::load_buffer(model, options.use_gpu);
             return graph(loaded, &format!("of {} bytes", model.len()), options, started);
         }
-        let path = std::str::from_utf8(model).ok().filter(|p| p.len() < 4096 && !p.contains('\0')).ok_or_else(|| {
-            NnError::invalid_argument(
-                "builder 0 is neither a whisper.cpp model (it does not start with the ggml magic) nor a file path",
-            )
-        })?;
+        let path =
+            std::str::from_utf8(model).ok().filter(|p| p.len() < 4096 && !p.contains('\0')).ok_or_else(|| {
+                NnError::invalid_argument(
+                    "builder 0 is neither a whisper.cpp model (it does not start with the ggml magic) nor a file path",
+                )
+            })?;
         let host = crate::confine::host_path(path, "model")?;
         graph(Model::load_file(&host, options.use_gpu), &format!("'{path}'"), options, started)
     }

@@ -209,7 +209,8 @@ impl Model {
                 samples.len(),
                 cancel,
                 trampoline::<&mut dyn FnMut(Segment) -> bool>,
-                (&mut (&mut on_segment as &mut dyn FnMut(Segment) -> bool) as *mut &mut dyn FnMut(Segment) -> bool).cast(),
+                (&mut (&mut on_segment as &mut dyn FnMut(Segment) -> bool) as *mut &mut dyn FnMut(Segment) -> bool)
+                    .cast(),
                 &mut message,
             )
         };

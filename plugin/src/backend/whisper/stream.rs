@@ -1,4 +1,4 @@
-//! A transcription on a thread of its own, handing over segments as whisper.cpp produces them.
+//! A transcription on a computing thread ([`crate::compute_threads`]), handing over segments as whisper.cpp produces them.
 //! `compute` drains one to the end; `compute_single` takes one segment per call. Both read the
 //! same stream, so the segments joined are exactly the whole transcript. Dropping a stream
 //! cancels the transcription (whisper.cpp checks between ggml computations) and waits for it.
@@ -9,8 +9,8 @@ use crate::limits::Slot;
 use std::collections::VecDeque;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
 use wasmedge_nn_whisper_abi::Params;
 
 struct Shared {
@@ -29,7 +29,8 @@ struct Queue {
 
 pub struct Stream {
     shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
+    /// Answers (or closes) when the transcription's job is over.
+    done: Receiver<()>,
 }
 
 /// `hh:mm:ss.mmm` from whisper.cpp's centiseconds.
@@ -58,44 +59,43 @@ impl Stream {
     /// Start transcribing `samples`; `slot` (a streaming worker's place) is held until the
     /// transcription ends.
     pub fn start(model: Arc<Model>, params: Params, samples: Arc<Vec<f32>>, slot: Option<Slot>) -> NnResult<Self> {
-        let shared = Arc::new(Shared { queue: Mutex::default(), ready: Condvar::new(), cancel: AtomicBool::new(false) });
+        let shared =
+            Arc::new(Shared { queue: Mutex::default(), ready: Condvar::new(), cancel: AtomicBool::new(false) });
         let theirs = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name("wasmedge-nn-whisper".into())
-            .spawn(move || {
-                let _slot = slot;
-                let started = std::time::Instant::now();
-                let ended = {
-                    // whisper.cpp's ggml threads spin like llama.cpp's: share the cores.
-                    let _cores = crate::cores::cpu().acquire(params.threads.max(1) as usize);
-                    model.transcribe(&params, &samples, &theirs.cancel, |s| {
-                        let line = format_segment(s.t0, s.t1, s.text, params.no_timestamps);
-                        let mut q = theirs.queue.lock().unwrap_or_else(|p| p.into_inner());
-                        q.segments.push_back(line);
-                        theirs.ready.notify_one();
-                        true
-                    })
-                };
-                // A transcription's whisper state (tens of MB) was freed on this short-lived
-                // thread's malloc arena; hand such memory back to the system now, or a
-                // long-running host's resident size creeps up with each new thread's arena.
-                #[cfg(target_env = "gnu")]
-                // SAFETY: malloc_trim only releases free memory.
-                unsafe {
-                    libc::malloc_trim(0);
-                }
-                log::info!(
-                    "transcribed {:.1} s of audio in {} ms ({:?})",
-                    samples.len() as f64 / super::audio::SAMPLE_RATE as f64,
-                    started.elapsed().as_millis(),
-                    ended.as_ref().map_err(|e| &e.message)
-                );
-                let mut q = theirs.queue.lock().unwrap_or_else(|p| p.into_inner());
-                q.end = Some(ended.map(|_: Ended| ()));
-                theirs.ready.notify_one();
-            })
-            .map_err(|e| NnError::runtime(format!("cannot start a thread for the transcription: {e}")))?;
-        Ok(Self { shared, thread: Some(thread) })
+        let done = crate::compute_threads::spawn(move || {
+            let _slot = slot;
+            let _ends = EndsOnDrop(theirs.clone());
+            let started = std::time::Instant::now();
+            let ended = {
+                // whisper.cpp's ggml threads spin like llama.cpp's: share the cores.
+                let _cores = crate::cores::cpu().acquire(params.threads.max(1) as usize);
+                model.transcribe(&params, &samples, &theirs.cancel, |s| {
+                    let line = format_segment(s.t0, s.t1, s.text, params.no_timestamps);
+                    let mut q = theirs.queue.lock().unwrap_or_else(|p| p.into_inner());
+                    q.segments.push_back(line);
+                    theirs.ready.notify_one();
+                    true
+                })
+            };
+            // A transcription's whisper state (tens of MB) was freed into this thread's
+            // malloc arena; hand such memory back to the system now, or a long-running
+            // host's resident size creeps up with each computing thread's arena.
+            #[cfg(target_env = "gnu")]
+            // SAFETY: malloc_trim only releases free memory.
+            unsafe {
+                libc::malloc_trim(0);
+            }
+            log::info!(
+                "transcribed {:.1} s of audio in {} ms ({:?})",
+                samples.len() as f64 / super::audio::SAMPLE_RATE as f64,
+                started.elapsed().as_millis(),
+                ended.as_ref().map_err(|e| &e.message)
+            );
+            let mut q = theirs.queue.lock().unwrap_or_else(|p| p.into_inner());
+            q.end = Some(ended.map(|_: Ended| ()));
+            theirs.ready.notify_one();
+        })?;
+        Ok(Self { shared, done })
     }
 
     /// The next segment's line, `Ok(None)` at the end, or the transcription's error.
@@ -113,14 +113,24 @@ impl Stream {
     }
 }
 
+/// Makes sure a waiting guest hears of the end even when the job panicked.
+struct EndsOnDrop(Arc<Shared>);
+
+impl Drop for EndsOnDrop {
+    fn drop(&mut self) {
+        let mut q = self.0.queue.lock().unwrap_or_else(|p| p.into_inner());
+        if q.end.is_none() && std::thread::panicking() {
+            q.end = Some(Err(NnError::runtime("the transcription failed (a bug; please report it)")));
+        }
+        self.0.ready.notify_one();
+    }
+}
+
 impl Drop for Stream {
     fn drop(&mut self) {
         self.shared.cancel.store(true, Ordering::Release);
-        if let Some(thread) = self.thread.take() {
-            if thread.join().is_err() {
-                log::error!("the transcription thread failed (a bug; please report it)");
-            }
-        }
+        // Returns when the job is over (its end of the channel dropped).
+        let _ = self.done.recv();
     }
 }
 

@@ -69,6 +69,7 @@ fn gen(name: &str, prompt: &str, tokens: usize, threads: u32) {
     ctx.fini_single().expect("fini_single");
     let meta = String::from_utf8(out(&ctx, 1)).unwrap();
     let prompt_tokens = field(&meta, "input_tokens");
+    let stream_prompt_ms = field(&meta, "prompt_ms");
     steps.sort_by(f64::total_cmp);
 
     // A whole compute on the same context (one KV cache, as natively; the prompt is reused
@@ -82,6 +83,7 @@ fn gen(name: &str, prompt: &str, tokens: usize, threads: u32) {
     println!("load_ms: {load_ms:.3}");
     println!("prompt_tokens: {prompt_tokens}");
     println!("ttft_ms: {ttft_ms:.3}");
+    println!("stream_prompt_ms: {stream_prompt_ms}");
     println!("stream_tokens: {}", steps.len() + 1);
     println!("stream_token_ms: {:.4}", steps.get(steps.len() / 2).copied().unwrap_or(f64::NAN));
     println!("compute_ms: {compute_ms:.3}");

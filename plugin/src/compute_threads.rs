@@ -1,0 +1,173 @@
+//! The threads that run the models' computations, kept from one job to the next.
+//!
+//! ggml (built with OpenMP) gives every thread that computes a team of helper threads of its
+//! own. A thread made for each stream or `compute` therefore makes a new team each time and
+//! runs its first computation cold; measured on 2 cores, evaluating a prompt on a fresh thread
+//! took 6–10% longer than on a thread that had computed before. And teams that outlive their
+//! use count against the cores: once a process holds more OpenMP threads than cores, OpenMP
+//! makes them sleep between computations instead of spinning, which costs far more per token.
+//!
+//! So jobs go to an idle computing thread when there is one (the one idle the shortest time,
+//! whose team and caches are warmest), and a new thread is made only when all are busy. A
+//! thread idle for [`IDLE_EXIT`] ends, with its team: a burst of parallel contexts does not
+//! leave threads behind. One guest computing with one context at a time uses one thread (and
+//! one team) for all its computations, llama.cpp's and whisper.cpp's alike.
+//!
+//! How many jobs run at once is bounded by the callers: streams by the worker slots of
+//! [`crate::limits`], blocking computations by the guests' threads that wait for them.
+
+use crate::error::{NnError, NnResult};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{channel, sync_channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// How long a thread waits for another job before it ends.
+pub const IDLE_EXIT: Duration = Duration::from_secs(30);
+
+/// A job runs and returns how to deliver its result, which the thread does once it is idle
+/// again: a caller that waits for the result then finds the thread free for its next job.
+type Job = Box<dyn FnOnce() -> Deliver + Send + 'static>;
+type Deliver = Box<dyn FnOnce() + Send + 'static>;
+
+/// Idle threads, the most recently idle last: each one's id and the sender of its jobs.
+static IDLE: Mutex<Vec<(u64, Sender<Job>)>> = Mutex::new(Vec::new());
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+fn idle() -> std::sync::MutexGuard<'static, Vec<(u64, Sender<Job>)>> {
+    // Nothing panics while holding this lock; recover from poisoning anyway.
+    IDLE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Run `job` on a computing thread; its result arrives on the returned receiver once the
+/// thread is idle again (what it produces on the way goes however the caller arranges). A
+/// job that panics loses only itself: the panic is logged, the receiver sees its sender
+/// dropped, and the thread takes the next job.
+pub fn spawn<T: Send + 'static>(job: impl FnOnce() -> T + Send + 'static) -> NnResult<Receiver<T>> {
+    let (result, receiver) = sync_channel(1);
+    let mut job: Job = Box::new(move || {
+        let value = job();
+        Box::new(move || {
+            let _ = result.send(value);
+        })
+    });
+    loop {
+        let Some((_, jobs)) = idle().pop() else { break };
+        match jobs.send(job) {
+            Ok(()) => return Ok(receiver),
+            // That thread ended meanwhile; try the next.
+            Err(returned) => job = returned.0,
+        }
+    }
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    std::thread::Builder::new()
+        .name("wasmedge-nn-compute".into())
+        .spawn(move || serve(id, job))
+        .map(|_| receiver)
+        .map_err(|e| NnError::runtime(format!("cannot start a computing thread: {e}")))
+}
+
+/// A computing thread's life: run its first job, then whatever comes while it is idle.
+fn serve(id: u64, first: Job) {
+    let (sender, jobs) = channel::<Job>();
+    let mut job = first;
+    loop {
+        let deliver = catch_unwind(AssertUnwindSafe(job));
+        if deliver.is_err() {
+            log::error!("a computation panicked (a bug; please report it); its context reports the failure");
+        }
+        idle().push((id, sender.clone()));
+        if let Ok(deliver) = deliver {
+            deliver();
+        }
+        job = match jobs.recv_timeout(IDLE_EXIT) {
+            Ok(next) => next,
+            Err(RecvTimeoutError::Timeout) => {
+                let mut list = idle();
+                if let Some(at) = list.iter().position(|(i, _)| *i == id) {
+                    list.remove(at);
+                    return;
+                }
+                drop(list);
+                // Taken from the list just now: its job is on the way.
+                match jobs.recv() {
+                    Ok(next) => next,
+                    Err(_) => return,
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+    }
+}
+
+/// How many computing threads are idle now.
+pub fn idle_count() -> usize {
+    idle().len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pool is process-wide: these tests take turns.
+    static SERIAL: Mutex<()> = Mutex::new(());
+
+    /// Run a job and wait until its thread is idle again; the thread it ran on.
+    fn thread_of_job(job: impl FnOnce() + Send + 'static) -> Option<std::thread::ThreadId> {
+        let before = idle_count();
+        let id = spawn(move || {
+            job();
+            std::thread::current().id()
+        })
+        .unwrap()
+        .recv()
+        .ok();
+        // The result comes once the thread is idle; a panicking job's thread follows soon.
+        while idle_count() < before.max(1) {
+            std::thread::yield_now();
+        }
+        id
+    }
+
+    #[test]
+    fn a_job_started_once_the_last_result_is_in_gets_the_same_thread() {
+        let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        let first = spawn(|| std::thread::current().id()).unwrap().recv().unwrap();
+        for _ in 0..100 {
+            // No waiting for idleness: the result comes after the thread is idle.
+            assert_eq!(spawn(|| std::thread::current().id()).unwrap().recv().unwrap(), first);
+        }
+    }
+
+    #[test]
+    fn jobs_one_after_another_share_a_thread_and_survive_panics() {
+        let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        let first = thread_of_job(|| ()).unwrap();
+        assert_eq!(thread_of_job(|| ()), Some(first));
+        // The job's sender is dropped by the panic: the caller sees the failure.
+        assert_eq!(thread_of_job(|| panic!("a job that fails")), None);
+        assert_eq!(thread_of_job(|| ()), Some(first), "the thread outlives a panicking job");
+    }
+
+    #[test]
+    fn jobs_at_once_get_threads_of_their_own() {
+        let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        let gate = std::sync::Arc::new(std::sync::Barrier::new(3));
+        // All three wait for each other: they finish only if each has its own thread.
+        let results: Vec<_> = (0..3)
+            .map(|_| {
+                let gate = gate.clone();
+                spawn(move || {
+                    gate.wait();
+                    std::thread::current().id()
+                })
+                .unwrap()
+            })
+            .collect();
+        let mut ids: Vec<_> = results.iter().map(|r| r.recv().unwrap()).collect();
+        ids.sort_by_key(|i| format!("{i:?}"));
+        ids.dedup();
+        assert_eq!(ids.len(), 3);
+    }
+}
