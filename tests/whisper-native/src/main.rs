@@ -4,7 +4,8 @@
 //!
 //!     whisper-native MODEL FILE.wav THREADS [BEAM_SIZE] [--time]
 //!
-//! With `--time` it also prints `full_ms: N` (the transcription, model load excluded) and
+//! With `--time` it also prints `full_ms: N` (the transcription, model load and state
+//! creation excluded), `state_ms: N` (making the whisper state) and
 //! `audio_ms: N` after the transcript, for the speed harness.
 //!
 //! The settings are the plugin's defaults: English, beam search of 5 (or greedy with
@@ -29,7 +30,9 @@ fn main() {
 
     whisper_rs::install_logging_hooks();
     let ctx = WhisperContext::new_with_params(model, WhisperContextParameters::default()).expect("load the model");
+    let state_started = std::time::Instant::now();
     let mut state = ctx.create_state().expect("state");
+    let state_ms = state_started.elapsed().as_secs_f64() * 1e3;
     let strategy = if beam_size > 1 {
         SamplingStrategy::BeamSearch { beam_size, patience: -1.0 }
     } else {
@@ -52,6 +55,7 @@ fn main() {
     }
     if args.iter().any(|a| a == "--time") {
         println!("full_ms: {full_ms:.3}");
+        println!("state_ms: {state_ms:.3}");
         println!("audio_ms: {:.3}", samples.len() as f64 / 16.0);
     }
 }
