@@ -11,4 +11,5 @@ set -euo pipefail
 . "$ROOT/scripts/env.sh"
 cd "$ROOT"
 cargo build --release --locked -p whisper-native
+export BENCH_OUT=${BENCH_OUT:-$ROOT/bench-results}
 cargo bench --locked -p e2e --bench speed
