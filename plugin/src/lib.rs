@@ -13,6 +13,7 @@ pub mod compute_threads;
 pub mod confine;
 pub mod cores;
 pub mod error;
+pub mod integrity;
 pub mod limits;
 pub mod logging;
 pub mod nn;

@@ -110,6 +110,9 @@ pub fn load_by_name_with_config(
                 ),
             ));
         }
+        if let Some(pin) = &preload.sha256 {
+            crate::integrity::verify_file(&preload.path, pin)?;
+        }
         let config = (!config.is_empty()).then_some(config.as_slice());
         let graph = backend_for(preload.encoding, None)?.load_from_file(&preload.path, config, preload.target)?;
         Ok(Arc::from(graph))

@@ -1,4 +1,5 @@
-//! `--nn-preload NAME:ENCODING:TARGET:PATH`: models the host makes available by name.
+//! `--nn-preload NAME:ENCODING:TARGET:PATH`: models the host makes available by name. A path
+//! ending in `#sha256=HEX` pins the file's hash (see [`crate::integrity`]).
 //!
 //! WasmEdge keeps only the last value of a plugin option, but the flag is meant to repeat
 //! (LlamaEdge passes two), so the process's own command line is read as well.
@@ -13,6 +14,8 @@ pub struct Preload {
     pub encoding: GraphEncoding,
     pub target: ExecutionTarget,
     pub path: PathBuf,
+    /// The pinned sha256 (lowercase hex), checked before loading.
+    pub sha256: Option<String>,
 }
 
 /// Parse one entry. Encoding and target are case-insensitive; everything after the third
@@ -31,7 +34,8 @@ pub fn parse(spec: &str) -> Result<Preload, String> {
         .ok_or_else(|| format!("'{spec}': unknown encoding '{encoding}' (GGML, Whisper...)"))?;
     let target = ExecutionTarget::from_name(target)
         .ok_or_else(|| format!("'{spec}': unknown target '{target}' (CPU, GPU, TPU, AUTO)"))?;
-    Ok(Preload { name: name.to_owned(), encoding, target, path: PathBuf::from(path) })
+    let (path, sha256) = crate::integrity::split_pin(path).map_err(|e| format!("'{spec}': {e}"))?;
+    Ok(Preload { name: name.to_owned(), encoding, target, path: PathBuf::from(path), sha256 })
 }
 
 /// Every `--nn-preload` value on a `wasmedge` command line, in order. Scanning stops at the
@@ -104,6 +108,8 @@ mod tests {
         assert_eq!(p.target, ExecutionTarget::Auto);
         assert_eq!(p.path, PathBuf::from("/models/a:b.gguf"));
         assert_eq!(parse("w:whisper:cpu:x.bin").unwrap().encoding, GraphEncoding::Whisper);
+        let pinned = parse(&format!("p:GGML:AUTO:m.gguf#sha256={}", "ab".repeat(32))).unwrap();
+        assert_eq!((pinned.path, pinned.sha256), (PathBuf::from("m.gguf"), Some("ab".repeat(32))));
     }
 
     #[test]
@@ -112,6 +118,7 @@ mod tests {
         assert!(parse("a:NOPE:AUTO:x").is_err());
         assert!(parse("a:GGML:SOMEWHERE:x").is_err());
         assert!(parse(":GGML:AUTO:x").is_err());
+        assert!(parse("a:GGML:AUTO:x.gguf#sha256=123").is_err());
     }
 
     #[test]

@@ -12,7 +12,8 @@ fn setting(name: &str, default: usize) -> usize {
 }
 
 fn main() {
-    let target = std::path::PathBuf::from(std::env::var("CARGO_TARGET_DIR").expect("CARGO_TARGET_DIR (scripts/env.sh)"));
+    let target =
+        std::path::PathBuf::from(std::env::var("CARGO_TARGET_DIR").expect("CARGO_TARGET_DIR (scripts/env.sh)"));
     let cfg = Config {
         runs: setting("BENCH_RUNS", 5),
         tokens: setting("BENCH_TOKENS", 128),

@@ -166,7 +166,14 @@ pub struct Speed {
 /// The native side of the speed harness: load the model, make a context, then time the prompt
 /// and `n_tokens` greedy tokens (past end of generation too), as the plugin's guest does.
 /// `on_first_token` runs as soon as the first token is there.
-pub fn speed(model: &Path, prompt: &str, n_tokens: usize, ctx_size: u32, threads: i32, on_first_token: impl FnOnce()) -> Speed {
+pub fn speed(
+    model: &Path,
+    prompt: &str,
+    n_tokens: usize,
+    ctx_size: u32,
+    threads: i32,
+    on_first_token: impl FnOnce(),
+) -> Speed {
     let backend = backend();
     let started = std::time::Instant::now();
     let model = LlamaModel::load_from_file(backend, model, &LlamaModelParams::default()).expect("load model");

@@ -64,10 +64,7 @@ fn run(mut cmd: Command) -> Run {
     let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
     let wall_ms = started.elapsed().as_secs_f64() * 1e3;
     let stderr = errors.join().unwrap_or_default();
-    assert!(
-        pid > 0 && std::process::ExitStatus::from_raw(status).success(),
-        "{cmd:?} failed ({status}):\n{stderr}"
-    );
+    assert!(pid > 0 && std::process::ExitStatus::from_raw(status).success(), "{cmd:?} failed ({status}):\n{stderr}");
     Run { figures, wall_ms, first_token_ms, peak_rss_kib: usage.ru_maxrss }
 }
 
@@ -141,18 +138,17 @@ pub fn measure(cfg: &Config) -> Value {
     std::fs::create_dir_all(&scratch).expect("scratch folder");
     let interpreted = guest("bench-speed");
     let aot = scratch.join("bench-speed.aot.wasm");
-    let compiled = Command::new(wasmedge_bin())
-        .arg("compile")
-        .arg(&interpreted)
-        .arg(&aot)
-        .output()
-        .expect("wasmedge compile");
+    let compiled =
+        Command::new(wasmedge_bin()).arg("compile").arg(&interpreted).arg(&aot).output().expect("wasmedge compile");
     assert!(compiled.status.success(), "wasmedge compile failed: {}", String::from_utf8_lossy(&compiled.stderr));
 
     // For WasmEdge alone: a module that imports and does nothing.
     let empty = scratch.join("empty.wasm");
-    std::fs::write(&empty, wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "_start")))"#).unwrap())
-        .unwrap();
+    std::fs::write(
+        &empty,
+        wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "_start")))"#).unwrap(),
+    )
+    .unwrap();
     let model_path = root().join(model(SMOLLM2));
     let wav = format!("{SPEECH}/{SPEECH_SAMPLE}");
     let (tokens, threads) = (cfg.tokens.to_string(), cfg.threads.to_string());
@@ -243,16 +239,17 @@ pub fn measure(cfg: &Config) -> Value {
 fn cpu_name() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())))
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_string()))
+        })
         .unwrap_or_default()
 }
 
 /// The markdown table of a report.
 pub fn table(r: &Value) -> String {
     let s = &r["sides"];
-    let mut md = String::from(
-        "| | native | wasm, interpreted | wasm, AOT |\n|---|---:|---:|---:|\n",
-    );
+    let mut md = String::from("| | native | wasm, interpreted | wasm, AOT |\n|---|---:|---:|---:|\n");
     let rows: [(&str, &str, usize); 8] = [
         ("prompt (tok/s)", "prompt_tok_s", 1),
         ("decode (tok/s)", "decode_tok_s", 1),
@@ -265,7 +262,12 @@ pub fn table(r: &Value) -> String {
     ];
     for (label, key, digits) in rows {
         let cell = |side: &str| format!("{:.*}", digits, s[side][key].as_f64().unwrap_or(f64::NAN));
-        md.push_str(&format!("| {label} | {} | {} | {} |\n", cell("native"), cell("wasm_interpreted"), cell("wasm_aot")));
+        md.push_str(&format!(
+            "| {label} | {} | {} | {} |\n",
+            cell("native"),
+            cell("wasm_interpreted"),
+            cell("wasm_aot")
+        ));
     }
     md.push_str("\n| wasm / native | interpreted | AOT |\n|---|---:|---:|\n");
     for k in ["prompt", "decode", "streaming", "whisper_rtf"] {
@@ -316,10 +318,16 @@ fn chart(path: &Path, r: &Value) -> Result<(), Box<dyn std::error::Error>> {
         .x_labels(keys.len() * 2 + 1)
         .x_label_formatter(&|x| {
             let i = x.floor() as usize;
-            if (x - i as f64 - 0.5).abs() < 0.01 && i < keys.len() { keys[i].to_string() } else { String::new() }
+            if (x - i as f64 - 0.5).abs() < 0.01 && i < keys.len() {
+                keys[i].to_string()
+            } else {
+                String::new()
+            }
         })
         .draw()?;
-    for (j, (side, colour)) in [("wasm_interpreted", BLUE.mix(0.6)), ("wasm_aot", GREEN.mix(0.8))].into_iter().enumerate() {
+    for (j, (side, colour)) in
+        [("wasm_interpreted", BLUE.mix(0.6)), ("wasm_aot", GREEN.mix(0.8))].into_iter().enumerate()
+    {
         chart
             .draw_series(keys.iter().enumerate().map(|(i, k)| {
                 let v = r["ratios_wasm_over_native"][side][*k].as_f64().unwrap_or(0.0);
@@ -330,7 +338,12 @@ fn chart(path: &Path, r: &Value) -> Result<(), Box<dyn std::error::Error>> {
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], colour.filled()));
     }
     chart.draw_series(LineSeries::new([(0.0, 0.98), (keys.len() as f64, 0.98)], RED.stroke_width(1)))?.label("0.98");
-    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).position(SeriesLabelPosition::LowerRight).draw()?;
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()?;
     root.present()?;
     Ok(())
 }

@@ -15,7 +15,8 @@ fn asr_preload() -> String {
 fn transcribe(sample: &str, extra: &[&str]) -> String {
     let wav = format!("{SPEECH}/{sample}");
     let config = format!(r#"{{"threads": {THREADS}}}"#);
-    let out: Output = run_guest(&[asr_preload()], "transcribe", &[&["asr", wav.as_str()], extra, &[config.as_str()]].concat());
+    let out: Output =
+        run_guest(&[asr_preload()], "transcribe", &[&["asr", wav.as_str()], extra, &[config.as_str()]].concat());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "transcribe {sample} failed:\n{stderr}");
     // The Whisper runtime beside the plugin is not mistaken for a plugin.
@@ -68,7 +69,9 @@ fn audio_of_any_rate_and_layout_is_heard_and_bad_audio_is_refused() {
     println!("{stdout}");
     assert!(out.status.success(), "the probe (and so the host) must run to the end");
     let line = |label: &str| labelled(&stdout, label);
-    let text = |label: &str| -> String { serde_json::from_str(&line(label)).unwrap_or_else(|_| panic!("{label}: {}", line(label))) };
+    let text = |label: &str| -> String {
+        serde_json::from_str(&line(label)).unwrap_or_else(|_| panic!("{label}: {}", line(label)))
+    };
 
     let door = text("door");
     assert_eq!(words(&door), ["please", "open", "the", "door"]);
@@ -112,7 +115,16 @@ fn audio_of_any_rate_and_layout_is_heard_and_bad_audio_is_refused() {
     assert_eq!(line("load_outside_path"), "InvalidArgument");
     assert_eq!(line("load_not_a_model"), "InvalidArgument");
     let log = String::from_utf8_lossy(&out.stderr);
-    for says in ["is outside the directories given to the guest", "neither a whisper.cpp model", "no audio", "not a WAV file", "not a whole number", "WAV file cannot be read", "no samples", "unknown language 'xx'"] {
+    for says in [
+        "is outside the directories given to the guest",
+        "neither a whisper.cpp model",
+        "no audio",
+        "not a WAV file",
+        "not a whole number",
+        "WAV file cannot be read",
+        "no samples",
+        "unknown language 'xx'",
+    ] {
         assert!(log.contains(says), "the log should say \"{says}\":\n{log}");
     }
 }
@@ -157,6 +169,11 @@ fn speech_and_text_models_share_one_process_without_growing_it() {
     let mut last = rss[15..].to_vec();
     last.sort_by(f64::total_cmp);
     let growth = last[2] / rss[0] - 1.0;
-    println!("RSS after round 1: {:.1} MiB, rounds 16-20 median: {:.1} MiB, growth {:.2}%", rss[0] / 1024.0, last[2] / 1024.0, growth * 100.0);
+    println!(
+        "RSS after round 1: {:.1} MiB, rounds 16-20 median: {:.1} MiB, growth {:.2}%",
+        rss[0] / 1024.0,
+        last[2] / 1024.0,
+        growth * 100.0
+    );
     assert!(growth < 0.05, "RSS grew by {:.1}% over 20 rounds: {rss:?}", growth * 100.0);
 }

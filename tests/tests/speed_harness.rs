@@ -13,7 +13,8 @@ fn the_speed_harness_produces_every_figure() {
         threads: 2,
         out_dir: out.path().to_path_buf(),
         llama_native: env!("CARGO_BIN_EXE_llama-native").into(),
-        whisper_native: std::path::PathBuf::from(std::env::var("CARGO_TARGET_DIR").unwrap()).join("release/whisper-native"),
+        whisper_native: std::path::PathBuf::from(std::env::var("CARGO_TARGET_DIR").unwrap())
+            .join("release/whisper-native"),
     };
     let report = speed::measure(&cfg);
     println!("{}", speed::table(&report));

@@ -122,13 +122,22 @@ fn llava_example_streams_what_native_mtmd_generates() {
     let out = run_guest(
         &[ggml_preload("tiny", TINY)],
         "llava",
-        &["tiny", "test-models/tiny/tiny-mmproj.gguf", "test-models/tiny/picture-a.png", question, &config, "--template", "chatml"],
+        &[
+            "tiny",
+            "test-models/tiny/tiny-mmproj.gguf",
+            "test-models/tiny/picture-a.png",
+            question,
+            &config,
+            "--template",
+            "chatml",
+        ],
     );
     let answer = parse_answer(&out);
     let png = std::fs::read(tiny("picture-a.png")).unwrap();
     let prompt = chatml(&format!("<image>\n{question}")).replace("<image>", mtmd_default_marker());
     let (model, mmproj) = (tiny("tiny-llama.gguf"), tiny("tiny-mmproj.gguf"));
-    let (bytes, n) = native::generate_with_images(&model, &mmproj, &prompt, &[Image::Encoded(&png)], N_PREDICT, THREADS);
+    let (bytes, n) =
+        native::generate_with_images(&model, &mmproj, &prompt, &[Image::Encoded(&png)], N_PREDICT, THREADS);
     assert_eq!(answer.text, String::from_utf8_lossy(&bytes));
     assert_eq!(answer.output_tokens, n);
     assert!(answer.input_tokens > 16, "{answer:?}");

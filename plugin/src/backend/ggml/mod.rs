@@ -109,6 +109,9 @@ impl Backend for GgmlBackend {
             [] => return Err(NnError::invalid_argument("load needs the model bytes as builder 0")),
         };
         let options = options_from(config)?;
+        if let Some(pin) = crate::integrity::pin_in_config(config)? {
+            crate::integrity::verify_bytes(model, &pin)?;
+        }
         // llama.cpp loads from files: write the bytes to an unnamed-after-use temporary file.
         let mut file = tempfile::Builder::new()
             .prefix("wasmedge-nn-")

@@ -5,6 +5,7 @@
 
 mod audio;
 mod context;
+mod model_file;
 pub mod options;
 mod runtime;
 mod stream;
@@ -44,6 +45,17 @@ fn options_from(config: Option<&[u8]>) -> NnResult<Options> {
     Ok(options)
 }
 
+/// Refuse a broken model file before whisper.cpp sees it (see [`model_file`]).
+fn checked<T>(what: &str, walked: Result<(), String>, load: impl FnOnce() -> NnResult<T>) -> NnResult<T> {
+    walked.map_err(|why| NnError::invalid_argument(format!("{what} is not a whole whisper.cpp model: {why}")))?;
+    load()
+}
+
+fn check_file(path: &Path) -> Result<(), String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot open it: {e}"))?;
+    model_file::check(std::io::BufReader::new(file))
+}
+
 fn graph(
     model: NnResult<Model>,
     what: &str,
@@ -69,11 +81,21 @@ impl Backend for WhisperBackend {
         let Some(&model) = builders.first() else {
             return Err(NnError::invalid_argument("load needs the model (bytes or a path) as builder 0"));
         };
+        if model.is_empty() {
+            return Err(NnError::invalid_argument("builder 0 (the model's bytes or path) is empty"));
+        }
         let options = options_from(builders.get(1).copied())?;
+        let pin = crate::integrity::pin_in_config(builders.get(1).copied())?;
         let started = std::time::Instant::now();
         if model.starts_with(MAGIC) {
-            let loaded = Model::load_buffer(model, options.use_gpu);
-            return graph(loaded, &format!("of {} bytes", model.len()), options, started);
+            if let Some(pin) = &pin {
+                crate::integrity::verify_bytes(model, pin)?;
+            }
+            let what = format!("the model of {} bytes", model.len());
+            let loaded = checked(&what, model_file::check(std::io::Cursor::new(model)), || {
+                Model::load_buffer(model, options.use_gpu)
+            });
+            return graph(loaded, &what, options, started);
         }
         let path =
             std::str::from_utf8(model).ok().filter(|p| p.len() < 4096 && !p.contains('\0')).ok_or_else(|| {
@@ -82,13 +104,19 @@ impl Backend for WhisperBackend {
                 )
             })?;
         let host = crate::confine::host_path(path, "model")?;
-        graph(Model::load_file(&host, options.use_gpu), &format!("'{path}'"), options, started)
+        if let Some(pin) = &pin {
+            crate::integrity::verify_file(&host, pin)?;
+        }
+        let loaded = checked(&format!("'{path}'"), check_file(&host), || Model::load_file(&host, options.use_gpu));
+        graph(loaded, &format!("'{path}'"), options, started)
     }
 
     fn load_from_file(&self, path: &Path, config: Option<&[u8]>, _target: ExecutionTarget) -> NnResult<Box<dyn Graph>> {
         let options = options_from(config)?;
         let started = std::time::Instant::now();
-        graph(Model::load_file(path, options.use_gpu), &format!("'{}'", path.display()), options, started)
+        let what = format!("'{}'", path.display());
+        let loaded = checked(&what, check_file(path), || Model::load_file(path, options.use_gpu));
+        graph(loaded, &what, options, started)
     }
 }
 
