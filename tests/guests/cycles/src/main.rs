@@ -1,0 +1,85 @@
+//! The whole life of a graph, many times over in one process, through the raw imports:
+//! `load` (model bytes) → `init_execution_context` → `set_input` (metadata, prompt) →
+//! `compute` → `get_output` → `finalize_execution_context` → `unload`. Every answer must be the
+//! first one; every `every` cycles it prints the host's resident memory, read from the host's
+//! /proc entry mapped at /hostproc (`--dir /hostproc:/proc/PID`).
+//!
+//!     cycles.wasm MODEL.gguf CYCLES EVERY
+
+#[link(wasm_import_module = "wasi_ephemeral_nn")]
+extern "C" {
+    fn load(builders: *const Buf, count: u32, encoding: u32, target: u32, graph: *mut u32) -> u32;
+    fn init_execution_context(graph: u32, ctx: *mut u32) -> u32;
+    fn set_input(ctx: u32, index: u32, tensor: *const Tensor) -> u32;
+    fn compute(ctx: u32) -> u32;
+    fn get_output(ctx: u32, index: u32, buf: *mut u8, max: u32, written: *mut u32) -> u32;
+    fn finalize_execution_context(ctx: u32) -> u32;
+    fn unload(graph: u32) -> u32;
+}
+
+#[repr(C)]
+struct Tensor {
+    dims: *const u32,
+    dims_len: u32,
+    ty: u32,
+    data: *const u8,
+    data_len: u32,
+}
+
+#[repr(C)]
+struct Buf {
+    ptr: *const u8,
+    len: u32,
+}
+
+const U8: u32 = 3;
+const GGML: u32 = 6;
+const CPU: u32 = 0;
+static DIMS: [u32; 1] = [1];
+
+fn tensor(data: &[u8]) -> Tensor {
+    Tensor { dims: DIMS.as_ptr(), dims_len: 1, ty: U8, data: data.as_ptr(), data_len: data.len() as u32 }
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/hostproc/status")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().trim_end_matches(" kB").parse().unwrap())))
+        .unwrap_or(0)
+}
+
+/// One cycle; the answer.
+fn cycle(model: &[u8]) -> Vec<u8> {
+    let builders = [Buf { ptr: model.as_ptr(), len: model.len() as u32 }];
+    let meta = br#"{"n-predict": 8, "temp": 0, "ctx-size": 256, "threads": 1}"#;
+    let (mut g, mut c, mut n) = (0, 0, 0);
+    let mut out = vec![0u8; 4096];
+    unsafe {
+        assert_eq!(load(builders.as_ptr(), 1, GGML, CPU, &mut g), 0, "load");
+        assert_eq!(init_execution_context(g, &mut c), 0, "init_execution_context");
+        assert_eq!(set_input(c, 1, &tensor(meta)), 0, "metadata");
+        assert_eq!(set_input(c, 0, &tensor(b"Once upon a time")), 0, "prompt");
+        assert_eq!(compute(c), 0, "compute");
+        assert_eq!(get_output(c, 0, out.as_mut_ptr(), out.len() as u32, &mut n), 0, "get_output");
+        assert_eq!(finalize_execution_context(c), 0, "finalize_execution_context");
+        assert_eq!(unload(g), 0, "unload");
+    }
+    out.truncate(n as usize);
+    out
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let model = std::fs::read(&args[1]).expect("the model file");
+    let (cycles, every): (usize, usize) = (args[2].parse().unwrap(), args[3].parse().unwrap());
+    let first = cycle(&model);
+    println!("answer: {:?}", String::from_utf8_lossy(&first));
+    println!("rss 1: {}", rss_kib());
+    for i in 2..=cycles {
+        assert_eq!(cycle(&model), first, "cycle {i} answered differently");
+        if i % every == 0 {
+            println!("rss {i}: {}", rss_kib());
+        }
+    }
+    println!("cycles: {cycles}");
+}
