@@ -141,7 +141,13 @@ pub fn init_execution_context(mem: &mut dyn GuestMemory, owner: Owner, graph: u3
 fn with_context<T>(owner: Owner, handle: u32, f: impl FnOnce(&mut dyn ExecutionContext) -> NnResult<T>) -> NnResult<T> {
     let ctx: SharedContext = registry().context(owner, handle)?;
     let mut guard = registry::lock(&ctx)?;
-    f(guard.as_mut())
+    let result = f(guard.as_mut());
+    if let Err(e) = &result {
+        if e.errno != Errno::EndOfSequence {
+            guard.note_error(&e.message);
+        }
+    }
+    result
 }
 
 pub fn set_input(mem: &mut dyn GuestMemory, owner: Owner, ctx: u32, index: u32, tensor: u32) -> NnResult<()> {

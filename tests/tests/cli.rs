@@ -70,6 +70,7 @@ fn hostile_and_mistaken_calls_get_their_codes() {
         ("out_of_bounds_output_written", "1"),
         ("prompt_too_long", "102"),
         ("prompt_too_long_single", "102"),
+        ("metadata_after_error", "0"),
         ("context_full", "101"),
         ("compute", "0"),
         ("output_too_small", "7"),
@@ -93,6 +94,10 @@ fn hostile_and_mistaken_calls_get_their_codes() {
     // Streaming stops after n-predict (4) tokens with EndOfSequence.
     assert_eq!(line("stream_steps"), "4 100");
     assert!(line("alive_answer").contains("Paris"));
+    // Output 1 carries the last error's message.
+    let meta: serde_json::Value = serde_json::from_str(&line("last_error")).unwrap();
+    let last = meta["last_error"].as_str().unwrap_or_default();
+    assert!(last.contains("tokens but ctx-size is 64"), "output 1: {meta}");
     assert!(line("load_from_bytes_answer").contains("Paris"));
     // Each failure is explained in the log (turned on here with WASMEDGE_NN_LOG=error).
     let log = String::from_utf8_lossy(&out.stderr);

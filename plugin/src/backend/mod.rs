@@ -34,4 +34,7 @@ pub trait ExecutionContext: Send {
     fn get_output_single(&mut self, index: u32) -> NnResult<Cow<'_, [u8]>>;
     /// End the stream and make the context ready for a new one.
     fn fini_single(&mut self) -> NnResult<()>;
+    /// A call on this context failed with `message`: a backend whose output 1 is metadata
+    /// shows the last one there (`last_error`), for guests that do not see the host's log.
+    fn note_error(&mut self, _message: &str) {}
 }

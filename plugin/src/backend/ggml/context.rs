@@ -49,6 +49,8 @@ pub struct GgmlContext {
     /// Tokens handed out and what they cost so far, for output 1.
     output_tokens: i64,
     metrics: Metrics,
+    /// The message of the last call on this context that failed, for output 1.
+    last_error: Option<String>,
 }
 
 impl GgmlContext {
@@ -70,6 +72,7 @@ impl GgmlContext {
             piece: 0,
             output_tokens: 0,
             metrics: Metrics::default(),
+            last_error: None,
         }
     }
 
@@ -216,6 +219,7 @@ impl GgmlContext {
             "prompt_ms": (m.prompt_ms * 1e3).round() / 1e3,
             "generation_ms": (m.generation_ms * 1e3).round() / 1e3,
             "tokens_per_second": (m.tokens_per_second * 1e3).round() / 1e3,
+            "last_error": self.last_error,
         })
         .to_string()
     }
@@ -297,5 +301,9 @@ impl ExecutionContext for GgmlContext {
         self.output.clear();
         self.piece = 0;
         Ok(())
+    }
+
+    fn note_error(&mut self, message: &str) {
+        self.last_error = Some(message.to_owned());
     }
 }

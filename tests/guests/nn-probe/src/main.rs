@@ -134,6 +134,11 @@ fn main() {
         let c2 = context(g, r#"{"ctx-size": 64}"#, &long);
         report("prompt_too_long", compute(c2));
         report("prompt_too_long_single", compute_single(c2));
+        // Output 1 tells the guest why.
+        let mut meta = vec![0u8; 4096];
+        let mut n = 0;
+        report("metadata_after_error", get_output(c2, 1, meta.as_mut_ptr(), meta.len() as u32, &mut n));
+        println!("last_error: {}", String::from_utf8_lossy(&meta[..n as usize]));
 
         // A long generation in a small context: ContextFull, with the partial answer readable.
         let c3 = context(g, r#"{"ctx-size": 48, "temp": 0, "n-predict": 500, "ignore-eos": true}"#, prompt);
