@@ -45,6 +45,8 @@ fn idle() -> std::sync::MutexGuard<'static, Vec<(u64, Sender<Job>)>> {
 /// job that panics loses only itself: the panic is logged, the receiver sees its sender
 /// dropped, and the thread takes the next job.
 pub fn spawn<T: Send + 'static>(job: impl FnOnce() -> T + Send + 'static) -> NnResult<Receiver<T>> {
+    static MALLOC: std::sync::Once = std::sync::Once::new();
+    MALLOC.call_once(fix_mmap_threshold);
     let (result, receiver) = sync_channel(1);
     let mut job: Job = Box::new(move || {
         let value = job();
@@ -66,6 +68,19 @@ pub fn spawn<T: Send + 'static>(job: impl FnOnce() -> T + Send + 'static) -> NnR
         .spawn(move || serve(id, job))
         .map(|_| receiver)
         .map_err(|e| NnError::runtime(format!("cannot start a computing thread: {e}")))
+}
+
+/// glibc raises its mmap threshold to the largest block freed (up to 32 MiB), after which
+/// model-sized buffers (KV caches, compute buffers, whisper states) come from the computing
+/// threads' arenas and stay resident after they are freed: a long-running host creeps up by
+/// tens of MB, depending on which thread ran what. A fixed threshold keeps blocks of 4 MiB and
+/// more in mappings of their own, given back to the system when freed.
+fn fix_mmap_threshold() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only changes glibc's allocation policy for later allocations.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
+    }
 }
 
 /// A computing thread's life: run its first job, then whatever comes while it is idle.
