@@ -162,6 +162,7 @@ pub trait GuestMemory {
             Some(ty) => return Err(NnError::invalid_argument(format!("tensor type {ty:?} is not supported"))),
             None => return Err(NnError::invalid_argument(format!("unknown tensor type {}", raw_type & 0xff))),
         };
+        crate::limits::check_input(data_len as u64)?;
         let data = self.bytes(data_ptr, data_len)?.to_vec();
         Ok(Tensor { dims, ty, data })
     }

@@ -1,10 +1,11 @@
 //! Process-wide caps that keep many guests from growing the host without bound: how many
-//! execution contexts may exist at once, and how many streaming workers may run at once.
-//! Beyond a cap the operation fails with Busy instead of allocating.
+//! execution contexts and graphs may exist at once, how many streaming workers may run at
+//! once (beyond these: Busy), how large a context (`ctx-size`) and an input tensor may be
+//! (beyond these: TooLarge). The operation fails before allocating anything.
 //!
-//! Set by the host (`--nn-max-contexts` / `--nn-max-workers` on the `wasmedge` command line,
-//! or `WASMEDGE_NN_MAX_CONTEXTS` / `WASMEDGE_NN_MAX_WORKERS` for embedders); a guest cannot
-//! raise them.
+//! Set by the host (`--nn-max-contexts`, `--nn-max-workers`, `--nn-max-graphs`,
+//! `--nn-max-ctx-size`, `--nn-max-input-mib` on the `wasmedge` command line, or the
+//! `WASMEDGE_NN_MAX_*` variables below for embedders); a guest cannot raise them.
 
 use crate::abi::Errno;
 use crate::error::{NnError, NnResult};
@@ -13,20 +14,39 @@ use std::sync::OnceLock;
 
 pub const MAX_CONTEXTS_ENV: &str = "WASMEDGE_NN_MAX_CONTEXTS";
 pub const MAX_WORKERS_ENV: &str = "WASMEDGE_NN_MAX_WORKERS";
+pub const MAX_GRAPHS_ENV: &str = "WASMEDGE_NN_MAX_GRAPHS";
+pub const MAX_CTX_SIZE_ENV: &str = "WASMEDGE_NN_MAX_CTX_SIZE";
+pub const MAX_INPUT_MIB_ENV: &str = "WASMEDGE_NN_MAX_INPUT_MIB";
 pub const DEFAULT_MAX_CONTEXTS: usize = 64;
 pub const DEFAULT_MAX_WORKERS: usize = 16;
+pub const DEFAULT_MAX_GRAPHS: usize = 16;
+pub const DEFAULT_MAX_CTX_SIZE: usize = 131_072;
+pub const DEFAULT_MAX_INPUT_MIB: usize = 512;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     pub max_contexts: usize,
     pub max_workers: usize,
+    pub max_graphs: usize,
+    pub max_ctx_size: usize,
+    pub max_input_mib: usize,
+}
+
+/// Caps given explicitly (on the command line); 0: not given.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Given {
+    pub contexts: u32,
+    pub workers: u32,
+    pub graphs: u32,
+    pub ctx_size: u32,
+    pub input_mib: u32,
 }
 
 static LIMITS: OnceLock<Limits> = OnceLock::new();
 
 impl Limits {
     /// The caps from explicit values (0: not given), then the environment, then the defaults.
-    pub fn resolve(max_contexts: u32, max_workers: u32) -> Self {
+    pub fn resolve(given: Given) -> Self {
         let pick = |given: u32, var: &str, default: usize| {
             if given > 0 {
                 return given as usize;
@@ -41,8 +61,11 @@ impl Limits {
             }
         };
         Self {
-            max_contexts: pick(max_contexts, MAX_CONTEXTS_ENV, DEFAULT_MAX_CONTEXTS),
-            max_workers: pick(max_workers, MAX_WORKERS_ENV, DEFAULT_MAX_WORKERS),
+            max_contexts: pick(given.contexts, MAX_CONTEXTS_ENV, DEFAULT_MAX_CONTEXTS),
+            max_workers: pick(given.workers, MAX_WORKERS_ENV, DEFAULT_MAX_WORKERS),
+            max_graphs: pick(given.graphs, MAX_GRAPHS_ENV, DEFAULT_MAX_GRAPHS),
+            max_ctx_size: pick(given.ctx_size, MAX_CTX_SIZE_ENV, DEFAULT_MAX_CTX_SIZE),
+            max_input_mib: pick(given.input_mib, MAX_INPUT_MIB_ENV, DEFAULT_MAX_INPUT_MIB),
         }
     }
 }
@@ -50,12 +73,12 @@ impl Limits {
 /// Fix the caps; the first call wins.
 pub fn set(limits: Limits) {
     if LIMITS.set(limits).is_ok() {
-        log::debug!("limits: {} execution contexts, {} streaming workers", limits.max_contexts, limits.max_workers);
+        log::debug!("limits: {limits:?}");
     }
 }
 
 pub fn get() -> Limits {
-    *LIMITS.get_or_init(|| Limits::resolve(0, 0))
+    *LIMITS.get_or_init(|| Limits::resolve(Given::default()))
 }
 
 /// A taken slot of a counted resource; dropping it gives the slot back.
@@ -101,12 +124,55 @@ pub fn check_contexts(open: usize) -> NnResult<()> {
     Ok(())
 }
 
+/// Busy when `loaded` graphs (models loaded with `load`) already fill the cap.
+pub fn check_graphs(loaded: usize) -> NnResult<()> {
+    let max = get().max_graphs;
+    if loaded >= max {
+        return Err(NnError::new(
+            Errno::Busy,
+            format!(
+                "{loaded} graphs are loaded (the limit is {max}); unload one first, or raise \
+                 --nn-max-graphs ({MAX_GRAPHS_ENV})"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// TooLarge when a guest asks for a context larger than the cap.
+pub fn check_ctx_size(ctx_size: u64) -> NnResult<()> {
+    let max = get().max_ctx_size as u64;
+    if ctx_size > max {
+        return Err(NnError::new(
+            Errno::TooLarge,
+            format!("ctx-size {ctx_size} is above this host's limit of {max}; ask for less, or raise --nn-max-ctx-size ({MAX_CTX_SIZE_ENV})"),
+        ));
+    }
+    Ok(())
+}
+
+/// TooLarge when an input tensor is larger than the cap (checked before it is copied).
+pub fn check_input(bytes: u64) -> NnResult<()> {
+    let max = get().max_input_mib as u64;
+    if bytes > max << 20 {
+        return Err(NnError::new(
+            Errno::TooLarge,
+            format!("the input is {bytes} bytes, above this host's limit of {max} MiB; raise --nn-max-input-mib ({MAX_INPUT_MIB_ENV})"),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn explicit_values_win() {
-        assert_eq!(Limits::resolve(3, 5), Limits { max_contexts: 3, max_workers: 5 });
+        let given = Given { contexts: 3, workers: 5, graphs: 2, ctx_size: 512, input_mib: 1 };
+        assert_eq!(
+            Limits::resolve(given),
+            Limits { max_contexts: 3, max_workers: 5, max_graphs: 2, max_ctx_size: 512, max_input_mib: 1 }
+        );
     }
 }

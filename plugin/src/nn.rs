@@ -66,6 +66,7 @@ pub fn load(
     let (enc, tgt) = (encoding(enc)?, target(tgt)?);
     out_param(mem, out_graph)?;
     let builders = mem.builders(builders, count)?;
+    crate::limits::check_graphs(registry().loaded_graph_count())?;
     let graph = backend_for(enc, builders.first().copied())?.load_from_builders(&builders, tgt)?;
     let handle = registry().add_graph(owner, Arc::from(graph), None);
     mem.write_u32(out_graph, handle)

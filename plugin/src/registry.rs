@@ -166,6 +166,11 @@ impl Registry {
     pub fn context_count(&self) -> usize {
         self.contexts.len()
     }
+
+    /// Graphs loaded with `load` (preloaded models are the host's choice, not counted).
+    pub fn loaded_graph_count(&self) -> usize {
+        self.graphs.values().filter(|g| g.name.is_none()).count()
+    }
 }
 
 /// Lock a context. A context whose lock was poisoned by a panic inside a backend stays

@@ -81,6 +81,24 @@ pub fn run_host(env: &[(&str, &str)], host_args: &[&str], wasm: &Path, args: &[&
     out
 }
 
+/// [`run_host`] for guests that watch the host's memory: `wasmedge` also maps its own /proc
+/// entry at the guest's `/hostproc` (through `sh -c exec`, which keeps the shell's pid).
+pub fn run_host_with_proc(host_args: &[&str], wasm: &Path, args: &[&str]) -> Output {
+    let script = r#"exec "$0" --dir .:. --dir "/hostproc:/proc/$$" "$@""#;
+    let out = Command::new("sh")
+        .args(["-c", script])
+        .arg(wasmedge_bin())
+        .args(host_args)
+        .arg(wasm)
+        .args(args)
+        .current_dir(root())
+        .env("WASMEDGE_PLUGIN_PATH", plugin_dir())
+        .output()
+        .expect("cannot start wasmedge");
+    eprintln!("--- {} {args:?}: {}\n{}", wasm.display(), out.status, String::from_utf8_lossy(&out.stderr));
+    out
+}
+
 /// Run a test guest against SmolLM2 preloaded as `default` (passing `default` as its first
 /// argument), require success, and return its stdout (also printed, for failures).
 pub fn run_test_guest(guest_name: &str) -> String {

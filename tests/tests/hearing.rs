@@ -134,21 +134,12 @@ fn audio_of_any_rate_and_layout_is_heard_and_bad_audio_is_refused() {
 /// does not grow.
 #[test]
 fn speech_and_text_models_share_one_process_without_growing_it() {
-    // `exec` keeps the shell's process id, so the guest can be given the host's own /proc entry.
-    let wasmedge = wasmedge_bin();
-    let script = format!(
-        "exec '{}' --dir .:. --dir /hostproc:/proc/$$ --nn-preload {} --nn-preload {} '{}' rounds asr llm {SPEECH} 20",
-        wasmedge.display(),
-        asr_preload(),
-        ggml_preload("llm", SMOLLM2),
-        guest("hearing").display()
+    let (asr, llm) = (asr_preload(), ggml_preload("llm", SMOLLM2));
+    let out = run_host_with_proc(
+        &["--nn-preload", &asr, "--nn-preload", &llm],
+        &guest("hearing"),
+        &["rounds", "asr", "llm", SPEECH, "20"],
     );
-    let out = std::process::Command::new("sh")
-        .args(["-c", &script])
-        .current_dir(root())
-        .env("WASMEDGE_PLUGIN_PATH", plugin_dir())
-        .output()
-        .expect("run wasmedge");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     println!("{stdout}");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

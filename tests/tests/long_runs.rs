@@ -1,6 +1,6 @@
 //! Long runs in one process: nothing a cycle allocates may stay behind.
 
-use e2e::{guest, labelled, plugin_dir, root, wasmedge_bin};
+use e2e::{guest, labelled};
 
 /// 1000 times load (bytes) → init → set_input → compute → get_output → finalize → unload of
 /// the tiny model, in one `wasmedge` process: every answer equals the first, and the host's
@@ -8,18 +8,8 @@ use e2e::{guest, labelled, plugin_dir, root, wasmedge_bin};
 #[test]
 fn a_thousand_graph_lifetimes_leave_nothing_behind() {
     let (cycles, every) = (1000, 50);
-    // `exec` keeps the shell's process id, so the guest can be given the host's /proc entry.
-    let script = format!(
-        "exec '{}' --dir .:. --dir /hostproc:/proc/$$ '{}' test-models/tiny/tiny-llama.gguf {cycles} {every}",
-        wasmedge_bin().display(),
-        guest("cycles").display()
-    );
-    let out = std::process::Command::new("sh")
-        .args(["-c", &script])
-        .current_dir(root())
-        .env("WASMEDGE_PLUGIN_PATH", plugin_dir())
-        .output()
-        .expect("run wasmedge");
+    let (n, k) = (cycles.to_string(), every.to_string());
+    let out = e2e::run_host_with_proc(&[], &guest("cycles"), &["test-models/tiny/tiny-llama.gguf", &n, &k]);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(labelled(&stdout, "cycles"), cycles.to_string());
@@ -35,4 +25,53 @@ fn a_thousand_graph_lifetimes_leave_nothing_behind() {
     let readings: Vec<f64> = (1..=cycles / every).map(|k| rss(k * every) / 1024.0).collect();
     println!("RSS (MiB) every {every} cycles: {readings:.1?}; growth after warm-up {:.2}%", growth * 100.0);
     assert!(growth < 0.02, "RSS grew by {:.2}% from cycle 100 to {cycles}", growth * 100.0);
+}
+
+/// The host's caps on graphs, ctx-size and input size, set on the command line and through
+/// the environment: Busy and TooLarge at the cap, room again after an unload.
+#[test]
+fn caps_on_graphs_ctx_size_and_input_size_hold() {
+    let model = "test-models/tiny/tiny-llama.gguf";
+    let by_flags = e2e::run_host(
+        &[("WASMEDGE_NN_LOG", "error")],
+        &["--nn-max-graphs", "3", "--nn-max-ctx-size", "1024", "--nn-max-input-mib", "1"],
+        &guest("caps"),
+        &[model],
+    );
+    let by_env = e2e::run_host(
+        &[
+            ("WASMEDGE_NN_LOG", "error"),
+            ("WASMEDGE_NN_MAX_GRAPHS", "3"),
+            ("WASMEDGE_NN_MAX_CTX_SIZE", "1024"),
+            ("WASMEDGE_NN_MAX_INPUT_MIB", "1"),
+        ],
+        &[],
+        &guest("caps"),
+        &[model],
+    );
+    for out in [by_flags, by_env] {
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        println!("{stdout}");
+        assert!(out.status.success());
+        for (case, code) in [
+            ("graphs_loaded", "3"),
+            ("one_more_graph", "4"),
+            ("ctx_size_at_cap", "0"),
+            ("ctx_size_above_cap", "7"),
+            ("input_above_cap", "7"),
+            ("input_at_cap", "0"),
+            ("unload", "0"),
+            ("load_after_unload", "0"),
+        ] {
+            assert_eq!(labelled(&stdout, case), code, "{case}");
+        }
+        let log = String::from_utf8_lossy(&out.stderr);
+        for says in [
+            "3 graphs are loaded (the limit is 3)",
+            "ctx-size 1025 is above this host's limit of 1024",
+            "above this host's limit of 1 MiB",
+        ] {
+            assert!(log.contains(says), "the log should say \"{says}\":\n{log}");
+        }
+    }
 }

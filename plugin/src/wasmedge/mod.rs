@@ -166,7 +166,8 @@ unsafe extern "C" fn create_module(_: *const WasmEdge_ModuleDescriptor) -> *mut 
     let made = catch_unwind(|| {
         logging::init();
         let d = descriptor();
-        limits::set(limits::Limits::resolve(d.option_u32(d.max_contexts), d.option_u32(d.max_workers)));
+        let [contexts, workers, graphs, ctx_size, input_mib] = d.caps.map(|c| d.option_u32(c));
+        limits::set(limits::Limits::resolve(limits::Given { contexts, workers, graphs, ctx_size, input_mib }));
         nn::init(|| {
             let args = command_line();
             let mut values = preload::values_from_args(args.clone());
@@ -218,9 +219,18 @@ unsafe extern "C" fn create_module(_: *const WasmEdge_ModuleDescriptor) -> *mut 
 struct Descriptor {
     plugin: WasmEdge_PluginDescriptor,
     preload: *mut WasmEdge_String,
-    max_contexts: *mut u32,
-    max_workers: *mut u32,
+    /// Storage of the UInt32 options, in the order of [`CAPS`].
+    caps: [*mut u32; 5],
 }
+
+/// The cap options: name and description (NUL-terminated), in the order of `limits::Given`.
+const CAPS: [(&[u8], &[u8]); 5] = [
+    (b"nn-max-contexts\0", b"Most WASI-NN execution contexts open at once (default 64)\0"),
+    (b"nn-max-workers\0", b"Most WASI-NN streams generating ahead at once (default 16)\0"),
+    (b"nn-max-graphs\0", b"Most WASI-NN graphs loaded with load at once (default 16)\0"),
+    (b"nn-max-ctx-size\0", b"Largest ctx-size a guest may ask for (default 131072)\0"),
+    (b"nn-max-input-mib\0", b"Largest input tensor in MiB (default 512)\0"),
+];
 // SAFETY: written once inside OnceLock::get_or_init; WasmEdge writes the option storage
 // while parsing the command line, before any module (and so any reader) exists.
 unsafe impl Send for Descriptor {}
@@ -274,32 +284,25 @@ fn descriptor() -> &'static Descriptor {
         let default: &'static WasmEdge_String =
             Box::leak(Box::new(WasmEdge_String { Length: 0, Buf: EMPTY.as_ptr() as *const c_char }));
         let preload: *mut WasmEdge_String = Box::leak(Box::new(WasmEdge_String { Length: 0, Buf: std::ptr::null() }));
-        let max_contexts: *mut u32 = Box::leak(Box::new(0u32));
-        let max_workers: *mut u32 = Box::leak(Box::new(0u32));
+        let caps: [*mut u32; 5] = std::array::from_fn(|_| Box::leak(Box::new(0u32)) as *mut u32);
         static ZERO: u32 = 0;
-        let options = Box::leak(Box::new([
-            WasmEdge_ProgramOption {
-                Name: b"nn-preload\0".as_ptr().cast(),
-                Description: b"Preload a model: NAME:ENCODING:TARGET:PATH (repeatable)\0".as_ptr().cast(),
-                Type: WasmEdge_ProgramOptionType_String,
-                Storage: preload.cast(),
-                DefaultValue: (default as *const WasmEdge_String).cast(),
-            },
-            WasmEdge_ProgramOption {
-                Name: b"nn-max-contexts\0".as_ptr().cast(),
-                Description: b"Most WASI-NN execution contexts open at once (default 64)\0".as_ptr().cast(),
+        let mut list = vec![WasmEdge_ProgramOption {
+            Name: b"nn-preload\0".as_ptr().cast(),
+            Description: b"Preload a model: NAME:ENCODING:TARGET:PATH[#sha256=HEX] (repeatable)\0".as_ptr().cast(),
+            Type: WasmEdge_ProgramOptionType_String,
+            Storage: preload.cast(),
+            DefaultValue: (default as *const WasmEdge_String).cast(),
+        }];
+        for ((name, description), storage) in CAPS.iter().zip(caps) {
+            list.push(WasmEdge_ProgramOption {
+                Name: name.as_ptr().cast(),
+                Description: description.as_ptr().cast(),
                 Type: WasmEdge_ProgramOptionType_UInt32,
-                Storage: max_contexts.cast(),
+                Storage: storage.cast(),
                 DefaultValue: (&ZERO as *const u32).cast(),
-            },
-            WasmEdge_ProgramOption {
-                Name: b"nn-max-workers\0".as_ptr().cast(),
-                Description: b"Most WASI-NN streams generating ahead at once (default 16)\0".as_ptr().cast(),
-                Type: WasmEdge_ProgramOptionType_UInt32,
-                Storage: max_workers.cast(),
-                DefaultValue: (&ZERO as *const u32).cast(),
-            },
-        ]));
+            });
+        }
+        let options: &'static mut [WasmEdge_ProgramOption] = list.leak();
         let modules = Box::leak(Box::new([WasmEdge_ModuleDescriptor {
             Name: MODULE_NAME.as_ptr().cast(),
             Description: b"WASI-NN: GGUF language models through llama.cpp\0".as_ptr().cast(),
@@ -323,8 +326,7 @@ fn descriptor() -> &'static Descriptor {
                 ProgramOptions: options.as_mut_ptr(),
             },
             preload,
-            max_contexts,
-            max_workers,
+            caps,
         }
     })
 }

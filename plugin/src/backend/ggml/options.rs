@@ -199,6 +199,7 @@ impl Options {
         if self.ctx_size < 8 {
             return bad("ctx-size must be at least 8");
         }
+        crate::limits::check_ctx_size(self.ctx_size as u64)?;
         if self.batch_size == 0 || self.ubatch_size == 0 {
             return bad("batch-size and ubatch-size must be positive");
         }

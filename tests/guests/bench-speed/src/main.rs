@@ -15,7 +15,9 @@
 
 use std::io::Write;
 use std::time::Instant;
-use wasmedge_wasi_nn::{BackendError, Error, ExecutionTarget, Graph, GraphBuilder, GraphEncoding, GraphExecutionContext, TensorType};
+use wasmedge_wasi_nn::{
+    BackendError, Error, ExecutionTarget, Graph, GraphBuilder, GraphEncoding, GraphExecutionContext, TensorType,
+};
 
 fn ms(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1e3
@@ -39,9 +41,11 @@ fn warm(graph: &Graph, config: &str) -> GraphExecutionContext {
 }
 
 fn gen(name: &str, prompt: &str, tokens: usize, threads: u32) {
-    let config = format!(r#"{{"temp": 0, "n-predict": {tokens}, "ignore-eos": true, "threads": {threads}, "ctx-size": 4096}}"#);
+    let config =
+        format!(r#"{{"temp": 0, "n-predict": {tokens}, "ignore-eos": true, "threads": {threads}, "ctx-size": 4096}}"#);
     let started = Instant::now();
-    let graph = GraphBuilder::new(GraphEncoding::Ggml, ExecutionTarget::AUTO).build_from_cache(name).expect("load_by_name");
+    let graph =
+        GraphBuilder::new(GraphEncoding::Ggml, ExecutionTarget::AUTO).build_from_cache(name).expect("load_by_name");
     let load_ms = ms(started);
 
     // Streaming: time to first token, then each later token.
@@ -117,9 +121,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("noop") => {}
-        Some("gen") => {
-            gen(&args[2], &args[3], args[4].parse().unwrap(), args[5].parse().unwrap())
-        }
+        Some("gen") => gen(&args[2], &args[3], args[4].parse().unwrap(), args[5].parse().unwrap()),
         Some("asr") => asr(&args[2], &args[3], args[4].parse().unwrap()),
         _ => panic!("usage: noop | gen NAME PROMPT TOKENS THREADS | asr NAME WAV THREADS"),
     }

@@ -6,45 +6,14 @@
 //!
 //!     cycles.wasm MODEL.gguf CYCLES EVERY
 
-#[link(wasm_import_module = "wasi_ephemeral_nn")]
-extern "C" {
-    fn load(builders: *const Buf, count: u32, encoding: u32, target: u32, graph: *mut u32) -> u32;
-    fn init_execution_context(graph: u32, ctx: *mut u32) -> u32;
-    fn set_input(ctx: u32, index: u32, tensor: *const Tensor) -> u32;
-    fn compute(ctx: u32) -> u32;
-    fn get_output(ctx: u32, index: u32, buf: *mut u8, max: u32, written: *mut u32) -> u32;
-    fn finalize_execution_context(ctx: u32) -> u32;
-    fn unload(graph: u32) -> u32;
-}
-
-#[repr(C)]
-struct Tensor {
-    dims: *const u32,
-    dims_len: u32,
-    ty: u32,
-    data: *const u8,
-    data_len: u32,
-}
-
-#[repr(C)]
-struct Buf {
-    ptr: *const u8,
-    len: u32,
-}
-
-const U8: u32 = 3;
-const GGML: u32 = 6;
-const CPU: u32 = 0;
-static DIMS: [u32; 1] = [1];
-
-fn tensor(data: &[u8]) -> Tensor {
-    Tensor { dims: DIMS.as_ptr(), dims_len: 1, ty: U8, data: data.as_ptr(), data_len: data.len() as u32 }
-}
+use raw_nn::*;
 
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/hostproc/status")
         .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().trim_end_matches(" kB").parse().unwrap())))
+        .and_then(|s| {
+            s.lines().find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().trim_end_matches(" kB").parse().unwrap()))
+        })
         .unwrap_or(0)
 }
 

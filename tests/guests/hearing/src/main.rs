@@ -158,7 +158,9 @@ fn ask(ctx: &mut GraphExecutionContext, text: &str) -> String {
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/hostproc/status")
         .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().trim_end_matches(" kB").parse().unwrap())))
+        .and_then(|s| {
+            s.lines().find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().trim_end_matches(" kB").parse().unwrap()))
+        })
         .unwrap_or(0)
 }
 

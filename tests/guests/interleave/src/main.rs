@@ -4,7 +4,9 @@
 //!
 //!     wasmedge --nn-preload default:GGML:AUTO:model.gguf interleave.wasm default
 
-use wasmedge_wasi_nn::{BackendError, Error, ExecutionTarget, Graph, GraphBuilder, GraphEncoding, GraphExecutionContext, TensorType};
+use wasmedge_wasi_nn::{
+    BackendError, Error, ExecutionTarget, Graph, GraphBuilder, GraphEncoding, GraphExecutionContext, TensorType,
+};
 
 const QUESTIONS: [&str; 2] = ["Write a poem about the moon.", "Explain how a bicycle works."];
 

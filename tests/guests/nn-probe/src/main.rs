@@ -5,44 +5,7 @@
 //!     wasmedge --nn-preload default:GGML:AUTO:model.gguf \
 //!              --nn-preload missing:GGML:AUTO:/no/such/model.gguf nn-probe.wasm default
 
-#[link(wasm_import_module = "wasi_ephemeral_nn")]
-extern "C" {
-    fn load(builders: *const Buf, count: u32, encoding: u32, target: u32, graph: *mut u32) -> u32;
-    fn load_by_name(name: *const u8, len: u32, graph: *mut u32) -> u32;
-    fn init_execution_context(graph: u32, ctx: *mut u32) -> u32;
-    fn set_input(ctx: u32, index: u32, tensor: *const Tensor) -> u32;
-    fn compute(ctx: u32) -> u32;
-    fn get_output(ctx: u32, index: u32, buf: *mut u8, max: u32, written: *mut u32) -> u32;
-    fn compute_single(ctx: u32) -> u32;
-    fn fini_single(ctx: u32) -> u32;
-    fn unload(graph: u32) -> u32;
-}
-
-#[repr(C)]
-struct Tensor {
-    dims: *const u32,
-    dims_len: u32,
-    ty: u32,
-    data: *const u8,
-    data_len: u32,
-}
-
-/// One entry of `load`'s builder array.
-#[repr(C)]
-struct Buf {
-    ptr: *const u8,
-    len: u32,
-}
-
-const U8: u32 = 3;
-const GGML: u32 = 6;
-const ONNX: u32 = 1;
-const CPU: u32 = 0;
-static DIMS: [u32; 1] = [1];
-
-fn tensor(data: &[u8]) -> Tensor {
-    Tensor { dims: DIMS.as_ptr(), dims_len: 1, ty: U8, data: data.as_ptr(), data_len: data.len() as u32 }
-}
+use raw_nn::*;
 
 /// An address far beyond the guest's memory.
 const FAR: usize = 0xFFFF_FF00;
@@ -97,7 +60,10 @@ fn main() {
             // The model's bytes plus a config, as `GraphBuilder::build_from_bytes` passes them.
             let bytes = std::fs::read(file).expect("read the model file");
             let config = br#"{"temp": 0, "n-predict": 16}"#;
-            let builders = [Buf { ptr: bytes.as_ptr(), len: bytes.len() as u32 }, Buf { ptr: config.as_ptr(), len: config.len() as u32 }];
+            let builders = [
+                Buf { ptr: bytes.as_ptr(), len: bytes.len() as u32 },
+                Buf { ptr: config.as_ptr(), len: config.len() as u32 },
+            ];
             report("load_from_bytes", load(builders.as_ptr(), 2, GGML, CPU, &mut g2));
             drop(bytes);
             let mut c = 0;

@@ -129,11 +129,12 @@ fn main() {
     // A projector whose output width is not the model's, named at load.
     let model = std::fs::read(file("tiny-llama.gguf")).expect("tiny-llama.gguf");
     let wrong = format!(r#"{{"mmproj": "{}"}}"#, file("tiny-mmproj-wrong-width.gguf"));
-    let loaded = GraphBuilder::new(GraphEncoding::Ggml, ExecutionTarget::CPU).build_from_bytes([model.as_slice(), wrong.as_bytes()]);
+    let loaded = GraphBuilder::new(GraphEncoding::Ggml, ExecutionTarget::CPU)
+        .build_from_bytes([model.as_slice(), wrong.as_bytes()]);
     println!("wrong_width_at_load: {}", code(loaded));
     let outside_at_load = format!(r#"{{"mmproj": "{outside}"}}"#);
-    let loaded =
-        GraphBuilder::new(GraphEncoding::Ggml, ExecutionTarget::CPU).build_from_bytes([model.as_slice(), outside_at_load.as_bytes()]);
+    let loaded = GraphBuilder::new(GraphEncoding::Ggml, ExecutionTarget::CPU)
+        .build_from_bytes([model.as_slice(), outside_at_load.as_bytes()]);
     println!("outside_mmproj_at_load: {}", code(loaded));
     // The host still answers.
     let mut ctx = context(&graph, &with_mmproj);
