@@ -117,7 +117,8 @@ fn serve(id: u64, first: Job) {
 }
 
 /// How many computing threads are idle now.
-pub fn idle_count() -> usize {
+#[cfg(test)]
+fn idle_count() -> usize {
     idle().len()
 }
 

@@ -39,6 +39,13 @@ pub fn guest(name: &str) -> PathBuf {
     p
 }
 
+/// Require each of `says` in the host's log (stderr).
+pub fn assert_log_says(log: &str, says: &[&str]) {
+    for said in says {
+        assert!(log.contains(said), "the log should say \"{said}\":\n{log}");
+    }
+}
+
 /// A model under test-models/, as a path relative to the repository root (the CLI runs there).
 pub fn model(file: &str) -> String {
     let rel = format!("test-models/{file}");

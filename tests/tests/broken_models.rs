@@ -56,16 +56,17 @@ fn broken_models_are_refused_with_reasons_and_the_host_lives_on() {
     assert_eq!((line("good_whisper"), line("good_whisper_compute")), ("Ok".into(), "Ok".into()));
     assert!(stdout.trim_end().ends_with("alive"));
     let log = String::from_utf8_lossy(&out.stderr);
-    for says in [
-        "invalid magic characters",
-        "data is not within the file bounds",
-        "is not a whole whisper.cpp model: the file ends inside the mel filters",
-        "is not a whole whisper.cpp model: the file ends inside tensor",
-        "neither a whisper.cpp model",
-        "builder 0 (the model's bytes or path) is empty",
-    ] {
-        assert!(log.contains(says), "the log should say \"{says}\":\n{log}");
-    }
+    e2e::assert_log_says(
+        &log,
+        &[
+            "invalid magic characters",
+            "data is not within the file bounds",
+            "is not a whole whisper.cpp model: the file ends inside the mel filters",
+            "is not a whole whisper.cpp model: the file ends inside tensor",
+            "neither a whisper.cpp model",
+            "builder 0 (the model's bytes or path) is empty",
+        ],
+    );
 }
 
 /// A preload pinned with `#sha256=` loads when the file matches and is refused, before

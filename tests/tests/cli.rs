@@ -101,20 +101,21 @@ fn hostile_and_mistaken_calls_get_their_codes() {
     assert!(line("load_from_bytes_answer").contains("Paris"));
     // Each failure is explained in the log (turned on here with WASMEDGE_NN_LOG=error).
     let log = String::from_utf8_lossy(&out.stderr);
-    for says in [
-        "no model preloaded as 'no-such-model'",
-        "no-such-model.gguf' for 'missing' does not exist",
-        "lies outside the guest's memory",
-        "unknown graph handle",
-        "unknown execution context handle",
-        "tensor type I64 is not supported",
-        "metadata is not valid JSON",
-        "metadata has a value of the wrong type",
-        "graph encoding 'onnx' is not supported",
-        "call again with a larger buffer",
-    ] {
-        assert!(log.contains(says), "the log should say \"{says}\":\n{log}");
-    }
+    e2e::assert_log_says(
+        &log,
+        &[
+            "no model preloaded as 'no-such-model'",
+            "no-such-model.gguf' for 'missing' does not exist",
+            "lies outside the guest's memory",
+            "unknown graph handle",
+            "unknown execution context handle",
+            "tensor type I64 is not supported",
+            "metadata is not valid JSON",
+            "metadata has a value of the wrong type",
+            "graph encoding 'onnx' is not supported",
+            "call again with a larger buffer",
+        ],
+    );
 }
 
 /// A guest that exports no memory gets MissingMemory (3) instead of a trap. The module exits
