@@ -95,12 +95,13 @@ impl TensorType {
     }
 }
 
-/// A tensor as the guest passed it, copied out of guest memory.
+/// A tensor as the guest passed it: its data is borrowed straight from guest memory (the
+/// guest is suspended for the whole host call), so a backend copies only what it keeps.
 #[derive(Debug)]
-pub struct Tensor {
+pub struct Tensor<'a> {
     pub dims: Vec<u32>,
     pub ty: TensorType,
-    pub data: Vec<u8>,
+    pub data: &'a [u8],
 }
 
 /// Bounds-checked access to the calling guest's linear memory. Every method fails with
@@ -144,7 +145,7 @@ pub trait GuestMemory {
     }
 
     /// The 20-byte tensor struct `{dims_ptr, dims_len, type, data_ptr, data_len}`.
-    fn tensor(&self, offset: u32) -> NnResult<Tensor> {
+    fn tensor(&self, offset: u32) -> NnResult<Tensor<'_>> {
         let f = |i: u32| self.read_u32(offset.wrapping_add(i * 4));
         // Check the struct as a whole first, so a wrapping offset cannot read elsewhere.
         self.bytes(offset, 20)?;
@@ -163,25 +164,39 @@ pub trait GuestMemory {
             None => return Err(NnError::invalid_argument(format!("unknown tensor type {}", raw_type & 0xff))),
         };
         crate::limits::check_input(data_len as u64)?;
-        let data = self.bytes(data_ptr, data_len)?.to_vec();
+        let data = self.bytes(data_ptr, data_len)?;
         Ok(Tensor { dims, ty, data })
     }
 }
 
-/// Guest memory backed by a plain buffer, for unit tests.
-#[cfg(test)]
-pub struct VecMemory(pub Vec<u8>);
-
-#[cfg(test)]
-impl GuestMemory for VecMemory {
-    fn bytes(&self, offset: u32, len: u32) -> NnResult<&[u8]> {
-        let end = offset as usize + len as usize;
-        self.0.get(offset as usize..end).ok_or_else(|| NnError::out_of_bounds(offset, len))
+/// Where `len` bytes at `offset` lie in a guest memory of `size` bytes: `None` for an empty
+/// range, which is valid at any offset (guests pass dangling pointers with empty buffers),
+/// InvalidArgument when the range does not fit.
+pub fn range(offset: u32, len: u32, size: u64) -> NnResult<Option<std::ops::Range<usize>>> {
+    if len == 0 {
+        return Ok(None);
     }
+    let end = u64::from(offset) + u64::from(len);
+    if end > size {
+        return Err(NnError::out_of_bounds(offset, len));
+    }
+    Ok(Some(offset as usize..end as usize))
+}
+
+/// Guest memory backed by a plain buffer, with the same rule as WasmEdge's ([`range`]): for
+/// unit tests and the fuzz targets.
+pub struct BufferMemory(pub Vec<u8>);
+
+impl GuestMemory for BufferMemory {
+    fn bytes(&self, offset: u32, len: u32) -> NnResult<&[u8]> {
+        Ok(range(offset, len, self.0.len() as u64)?.map_or(&[][..], |r| &self.0[r]))
+    }
+
     fn write(&mut self, offset: u32, data: &[u8]) -> NnResult<()> {
-        let end = offset as usize + data.len();
-        let len = data.len() as u32;
-        self.0.get_mut(offset as usize..end).ok_or_else(|| NnError::out_of_bounds(offset, len))?.copy_from_slice(data);
+        let len = u32::try_from(data.len()).map_err(|_| NnError::out_of_bounds(offset, u32::MAX))?;
+        if let Some(r) = range(offset, len, self.0.len() as u64)? {
+            self.0[r].copy_from_slice(data);
+        }
         Ok(())
     }
 }
@@ -190,8 +205,8 @@ impl GuestMemory for VecMemory {
 mod tests {
     use super::*;
 
-    fn mem_with(words: &[(u32, u32)]) -> VecMemory {
-        let mut m = VecMemory(vec![0; 256]);
+    fn mem_with(words: &[(u32, u32)]) -> BufferMemory {
+        let mut m = BufferMemory(vec![0; 256]);
         for &(at, v) in words {
             m.write_u32(at, v).unwrap();
         }
@@ -204,7 +219,7 @@ mod tests {
         let mut m = mem_with(&[(0, 64), (4, 2), (8, 0xdead_0003), (12, 96), (16, 3), (64, 1), (68, 3)]);
         m.write(96, b"abc").unwrap();
         let t = m.tensor(0).unwrap();
-        assert_eq!((t.dims, t.ty, t.data), (vec![1, 3], TensorType::U8, b"abc".to_vec()));
+        assert_eq!((t.dims, t.ty, t.data), (vec![1, 3], TensorType::U8, &b"abc"[..]));
     }
 
     #[test]

@@ -199,7 +199,7 @@ mod tests {
     }
     struct NoContext;
     impl ExecutionContext for NoContext {
-        fn set_input(&mut self, _: u32, _: Tensor) -> NnResult<()> {
+        fn set_input(&mut self, _: u32, _: Tensor<'_>) -> NnResult<()> {
             Ok(())
         }
         fn compute(&mut self) -> NnResult<()> {

@@ -2,7 +2,7 @@
 //! against the memory's current size here, and again by WasmEdge's own GetPointer.
 
 use super::ffi::*;
-use crate::abi::GuestMemory;
+use crate::abi::{range, GuestMemory};
 use crate::error::{NnError, NnResult};
 
 const PAGE: u64 = 65536;
@@ -28,11 +28,10 @@ impl FrameMemory {
         Some(Self { memory, size })
     }
 
-    /// A pointer to `len` bytes at `offset`, after both bounds checks.
-    fn pointer(&self, offset: u32, len: u32) -> NnResult<*mut u8> {
-        let end = u64::from(offset) + u64::from(len);
-        if end > self.size {
-            return Err(NnError::out_of_bounds(offset, len));
+    /// A pointer to `len` bytes at `offset`, after both bounds checks; None for an empty range.
+    fn pointer(&self, offset: u32, len: u32) -> NnResult<Option<*mut u8>> {
+        if range(offset, len, self.size)?.is_none() {
+            return Ok(None);
         }
         // SAFETY: the memory instance is live for the whole host call; GetPointer checks the
         // range again and returns null when it is not inside the memory.
@@ -40,16 +39,15 @@ impl FrameMemory {
         if p.is_null() {
             return Err(NnError::out_of_bounds(offset, len));
         }
-        Ok(p)
+        Ok(Some(p))
     }
 }
 
 impl GuestMemory for FrameMemory {
     fn bytes(&self, offset: u32, len: u32) -> NnResult<&[u8]> {
-        if len == 0 {
+        let Some(p) = self.pointer(offset, len)? else {
             return Ok(&[]);
-        }
-        let p = self.pointer(offset, len)?;
+        };
         // SAFETY: `p` points to `len` bytes inside the guest memory, which does not move or
         // shrink during a host call; the guest is suspended while the host runs.
         Ok(unsafe { std::slice::from_raw_parts(p, len as usize) })
@@ -57,10 +55,9 @@ impl GuestMemory for FrameMemory {
 
     fn write(&mut self, offset: u32, data: &[u8]) -> NnResult<()> {
         let len = u32::try_from(data.len()).map_err(|_| NnError::out_of_bounds(offset, u32::MAX))?;
-        if len == 0 {
+        let Some(p) = self.pointer(offset, len)? else {
             return Ok(());
-        }
-        let p = self.pointer(offset, len)?;
+        };
         // SAFETY: as in `bytes`; `data` is host memory, so the ranges cannot overlap.
         unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), p, data.len()) };
         Ok(())

@@ -90,7 +90,7 @@ pub enum Image {
 impl Image {
     /// An image tensor: U8 bytes of an image file, or raw RGB8 pixels with dims `[1, H, W, 3]`
     /// (or `[H, W, 3]`).
-    pub fn from_tensor(t: Tensor) -> NnResult<Self> {
+    pub fn from_tensor(t: Tensor<'_>) -> NnResult<Self> {
         if t.ty != TensorType::U8 {
             return Err(NnError::invalid_argument(format!("an image tensor must be U8, not {:?}", t.ty)));
         }
@@ -107,9 +107,9 @@ impl Image {
                         t.data.len()
                     )));
                 }
-                Ok(Self::Rgb { width, height, pixels: t.data })
+                Ok(Self::Rgb { width, height, pixels: t.data.to_vec() })
             }
-            None => Ok(Self::Encoded(t.data)),
+            None => Ok(Self::Encoded(t.data.to_vec())),
         }
     }
 
@@ -243,7 +243,8 @@ mod tests {
 
     #[test]
     fn rgb_tensors_need_matching_sizes() {
-        let t = |dims: Vec<u32>, n: usize| Tensor { dims, ty: TensorType::U8, data: vec![0; n] };
+        let zeros = [0u8; 32];
+        let t = |dims: Vec<u32>, n: usize| Tensor { dims, ty: TensorType::U8, data: &zeros[..n] };
         assert!(matches!(Image::from_tensor(t(vec![1, 2, 3, 3], 18)).unwrap(), Image::Rgb { width: 3, height: 2, .. }));
         assert!(Image::from_tensor(t(vec![1, 2, 3, 3], 17)).is_err());
         assert!(matches!(Image::from_tensor(t(vec![1], 5)).unwrap(), Image::Encoded(_)));

@@ -19,9 +19,9 @@ fn is_wav(bytes: &[u8]) -> bool {
 }
 
 /// The samples in a tensor (see the module's notes).
-pub fn samples(tensor: &Tensor) -> NnResult<Vec<f32>> {
-    let samples = if is_wav(&tensor.data) {
-        wav(&tensor.data)?
+pub fn samples(tensor: &Tensor<'_>) -> NnResult<Vec<f32>> {
+    let samples = if is_wav(tensor.data) {
+        wav(tensor.data)?
     } else if tensor.ty == TensorType::F32 {
         if tensor.data.len() % 4 != 0 {
             return Err(NnError::invalid_argument(format!(
@@ -106,7 +106,7 @@ mod tests {
         cursor.into_inner()
     }
 
-    fn tensor(ty: TensorType, data: Vec<u8>) -> Tensor {
+    fn tensor(ty: TensorType, data: &[u8]) -> Tensor<'_> {
         Tensor { dims: vec![1, data.len() as u32], ty, data }
     }
 
@@ -117,7 +117,7 @@ mod tests {
     #[test]
     fn stereo_16_bit_is_mixed_down_and_scaled() {
         let bytes = wav_bytes(spec(2, 16_000), &[vec![16384, 0], vec![-32768, -32768]]);
-        assert_eq!(samples(&tensor(TensorType::F32, bytes)).unwrap(), vec![0.25, -1.0]);
+        assert_eq!(samples(&tensor(TensorType::F32, &bytes)).unwrap(), vec![0.25, -1.0]);
     }
 
     #[test]
@@ -126,7 +126,7 @@ mod tests {
         let frames: Vec<Vec<i32>> = (0..44_100)
             .map(|i| vec![((i as f32 * 440.0 * std::f32::consts::TAU / 44_100.0).sin() * 16000.0) as i32])
             .collect();
-        let out = samples(&tensor(TensorType::U8, wav_bytes(spec(1, 44_100), &frames))).unwrap();
+        let out = samples(&tensor(TensorType::U8, &wav_bytes(spec(1, 44_100), &frames))).unwrap();
         assert!((out.len() as i64 - 16_000).abs() <= 2, "{} samples", out.len());
         let peak = out.iter().fold(0f32, |m, s| m.max(s.abs()));
         assert!((peak - 16000.0 / 32768.0).abs() < 0.02, "peak {peak}");
@@ -135,9 +135,9 @@ mod tests {
     #[test]
     fn raw_f32_needs_an_f32_tensor_and_whole_samples() {
         let raw: Vec<u8> = [0.5f32, -0.25].iter().flat_map(|s| s.to_le_bytes()).collect();
-        assert_eq!(samples(&tensor(TensorType::F32, raw.clone())).unwrap(), vec![0.5, -0.25]);
-        assert!(samples(&tensor(TensorType::U8, raw.clone())).is_err());
-        assert!(samples(&tensor(TensorType::F32, raw[..5].to_vec())).is_err());
+        assert_eq!(samples(&tensor(TensorType::F32, &raw)).unwrap(), vec![0.5, -0.25]);
+        assert!(samples(&tensor(TensorType::U8, &raw)).is_err());
+        assert!(samples(&tensor(TensorType::F32, &raw[..5])).is_err());
     }
 
     #[test]
@@ -146,9 +146,9 @@ mod tests {
         let truncated = good[..good.len() - 3].to_vec();
         let empty = wav_bytes(spec(1, 16_000), &[]);
         for (what, bytes) in [("truncated", truncated), ("empty", empty), ("header only", good[..12].to_vec())] {
-            let e = samples(&tensor(TensorType::F32, bytes)).unwrap_err();
+            let e = samples(&tensor(TensorType::F32, &bytes)).unwrap_err();
             assert_eq!(e.errno, crate::abi::Errno::InvalidArgument, "{what}");
         }
-        assert!(samples(&tensor(TensorType::F32, vec![])).is_err());
+        assert!(samples(&tensor(TensorType::F32, &[])).is_err());
     }
 }
