@@ -20,5 +20,5 @@ pub mod nn;
 pub mod preload;
 pub mod registry;
 // Left out of unit-test builds: its symbols come from the libwasmedge of the loading process.
-#[cfg(not(test))]
+#[cfg(not(any(test, fuzzing)))]
 mod wasmedge;

@@ -4,7 +4,7 @@
 //! instance (`owner`), which only ever sees its own handles.
 
 use crate::abi::{Errno, ExecutionTarget, GraphEncoding, GuestMemory};
-use crate::backend::{self, Backend, ExecutionContext};
+use crate::backend::{Backend, ExecutionContext};
 use crate::error::{NnError, NnResult};
 use crate::preload::Preload;
 use crate::registry::{self, Owner, Registry, SharedContext};
@@ -14,9 +14,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 static REGISTRY: OnceCell<Mutex<Registry>> = OnceCell::new();
 
-/// Set the preloaded models, made by `preloads` on the first call only (WasmEdge creates the
-/// module once per guest instance).
-pub fn init(preloads: impl FnOnce() -> Vec<Preload>) {
+/// The backends by encoding (see [`crate::backend::builtin`]).
+pub type Backends = &'static [(GraphEncoding, &'static dyn Backend)];
+static BACKENDS: OnceCell<Backends> = OnceCell::new();
+
+/// Set the backends and the preloaded models, made by `preloads`, on the first call only
+/// (WasmEdge creates the module once per guest instance).
+pub fn init(backends: Backends, preloads: impl FnOnce() -> Vec<Preload>) {
+    BACKENDS.get_or_init(|| backends);
     REGISTRY.get_or_init(|| Mutex::new(Registry::new(preloads())));
 }
 
@@ -27,18 +32,31 @@ fn registry() -> MutexGuard<'static, Registry> {
 }
 
 fn backend_for(encoding: GraphEncoding, model: Option<&[u8]>) -> NnResult<&'static dyn Backend> {
-    match encoding {
-        GraphEncoding::Ggml => Ok(backend::ggml::backend()),
-        GraphEncoding::Whisper => Ok(backend::whisper::backend()),
-        GraphEncoding::Autodetect if model.is_some_and(|m| m.starts_with(b"GGUF")) => Ok(backend::ggml::backend()),
-        GraphEncoding::Autodetect if model.is_some_and(|m| m.starts_with(backend::whisper::MAGIC)) => {
-            Ok(backend::whisper::backend())
-        }
-        other => Err(NnError::invalid_encoding(format!(
-            "graph encoding '{}' is not supported by this plugin (supported: ggml, whisper)",
-            other.name()
-        ))),
+    let backends = BACKENDS.get().copied().unwrap_or_default();
+    let found = match (encoding, model) {
+        (GraphEncoding::Autodetect, Some(model)) => backends.iter().find(|(_, b)| b.recognizes(model)),
+        (GraphEncoding::Autodetect, None) => None,
+        _ => backends.iter().find(|(e, _)| *e == encoding),
+    };
+    found.map(|(_, b)| *b).ok_or_else(|| {
+        let supported: Vec<&str> = backends.iter().map(|(e, _)| e.name()).collect();
+        let what = match encoding {
+            GraphEncoding::Autodetect => "no backend recognises this model (autodetect)".to_owned(),
+            other => format!("graph encoding '{}' is not supported by this plugin", other.name()),
+        };
+        NnError::invalid_encoding(format!("{what}; supported: {}", supported.join(", ")))
+    })
+}
+
+/// The first bytes of a model file, for `AUTO` (empty when it cannot be read; loading it
+/// then says why).
+fn file_head(path: &std::path::Path) -> Vec<u8> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(8);
+    if let Ok(file) = std::fs::File::open(path) {
+        let _ = file.take(8).read_to_end(&mut head);
     }
+    head
 }
 
 fn encoding(raw: u32) -> NnResult<GraphEncoding> {
@@ -115,7 +133,9 @@ pub fn load_by_name_with_config(
             crate::integrity::verify_file(&preload.path, pin)?;
         }
         let config = (!config.is_empty()).then_some(config.as_slice());
-        let graph = backend_for(preload.encoding, None)?.load_from_file(&preload.path, config, preload.target)?;
+        let head = (preload.encoding == GraphEncoding::Autodetect).then(|| file_head(&preload.path));
+        let backend = backend_for(preload.encoding, head.as_ref().map(|h| h.as_slice()))?;
+        let graph = backend.load_from_file(&preload.path, config, preload.target)?;
         Ok(Arc::from(graph))
     })?;
     let mut reg = registry();

@@ -6,12 +6,26 @@ pub mod config;
 pub mod ggml;
 pub mod whisper;
 
-use crate::abi::{ExecutionTarget, Tensor};
+use crate::abi::{ExecutionTarget, GraphEncoding, Tensor};
 use crate::error::NnResult;
 use std::borrow::Cow;
 use std::path::Path;
 
+/// The backends built into this plugin, by the encoding each serves, in the order `AUTO`
+/// asks them whether they recognise a model.
+pub fn builtin() -> &'static [(GraphEncoding, &'static dyn Backend)] {
+    &[
+        #[cfg(feature = "ggml")]
+        (GraphEncoding::Ggml, &ggml::GgmlBackend),
+        (GraphEncoding::Whisper, &whisper::WhisperBackend),
+    ]
+}
+
 pub trait Backend: Send + Sync {
+    /// Whether `model` (the start of a model's bytes) is in this backend's format, for the
+    /// `AUTO` encoding.
+    fn recognizes(&self, model: &[u8]) -> bool;
+
     /// `load` with the guest's builder buffers (model bytes first, then backend-specific ones).
     fn load_from_builders(&self, builders: &[&[u8]], target: ExecutionTarget) -> NnResult<Box<dyn Graph>>;
 
@@ -25,7 +39,7 @@ pub trait Graph: Send + Sync {
 }
 
 pub trait ExecutionContext: Send {
-    fn set_input(&mut self, index: u32, tensor: Tensor) -> NnResult<()>;
+    fn set_input(&mut self, index: u32, tensor: Tensor<'_>) -> NnResult<()>;
     /// Run to the end and keep the whole result for `get_output`.
     fn compute(&mut self) -> NnResult<()>;
     fn get_output(&mut self, index: u32) -> NnResult<Cow<'_, [u8]>>;

@@ -168,7 +168,7 @@ unsafe extern "C" fn create_module(_: *const WasmEdge_ModuleDescriptor) -> *mut 
         let d = descriptor();
         let [contexts, workers, graphs, ctx_size, input_mib] = d.caps.map(|c| d.option_u32(c));
         limits::set(limits::Limits::resolve(limits::Given { contexts, workers, graphs, ctx_size, input_mib }));
-        nn::init(|| {
+        nn::init(crate::backend::builtin(), || {
             let args = command_line();
             let mut values = preload::values_from_args(args.clone());
             values.extend(preload::values_from_env());

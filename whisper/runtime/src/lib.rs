@@ -11,15 +11,7 @@ use wasmedge_nn_whisper_abi::{self as abi, Api, LogFn, Message, Model, ModelInfo
 use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters};
 use whisper_rs_sys as sys;
 
-static API: Api = Api {
-    version: abi::VERSION,
-    set_log,
-    load_file,
-    load_buffer,
-    info,
-    free,
-    transcribe,
-};
+static API: Api = Api { version: abi::VERSION, set_log, load_file, load_buffer, info, free, transcribe };
 
 /// The entry point ([`abi::ENTRY`]).
 #[no_mangle]
@@ -88,11 +80,17 @@ fn context_params(use_gpu: bool) -> WhisperContextParameters<'static> {
     p
 }
 
-fn into_model(loaded: Result<WhisperContext, whisper_rs::WhisperError>, what: &str, message: &mut Message) -> *mut Model {
+fn into_model(
+    loaded: Result<WhisperContext, whisper_rs::WhisperError>,
+    what: &str,
+    message: &mut Message,
+) -> *mut Model {
     match loaded {
         Ok(ctx) => Box::into_raw(Box::new(ctx)).cast(),
         Err(e) => {
-            message.set(&format!("whisper.cpp cannot load {what} as a Whisper model ({e}); turn on the log for its reason"));
+            message.set(&format!(
+                "whisper.cpp cannot load {what} as a Whisper model ({e}); turn on the log for its reason"
+            ));
             std::ptr::null_mut()
         }
     }
@@ -103,8 +101,13 @@ unsafe extern "C" fn load_file(path: *const u8, len: usize, use_gpu: bool, error
     guarded(error, |message| {
         // SAFETY: the caller passes `len` valid bytes.
         let path = String::from_utf8_lossy(unsafe { std::slice::from_raw_parts(path, len) }).into_owned();
-        model = into_model(WhisperContext::new_with_params(&path, context_params(use_gpu)), &format!("'{path}'"), message);
-        if model.is_null() { Status::InvalidArgument } else { Status::Ok }
+        model =
+            into_model(WhisperContext::new_with_params(&path, context_params(use_gpu)), &format!("'{path}'"), message);
+        if model.is_null() {
+            Status::InvalidArgument
+        } else {
+            Status::Ok
+        }
     });
     model
 }
@@ -119,7 +122,11 @@ unsafe extern "C" fn load_buffer(data: *const u8, len: usize, use_gpu: bool, err
             &format!("the {len} bytes given"),
             message,
         );
-        if model.is_null() { Status::InvalidArgument } else { Status::Ok }
+        if model.is_null() {
+            Status::InvalidArgument
+        } else {
+            Status::Ok
+        }
     });
     model
 }
@@ -249,7 +256,11 @@ unsafe extern "C" fn transcribe(
     guarded(error, |message| {
         // SAFETY: the caller passes valid buffers of the given lengths and a live model.
         let (json, samples, ctx) = unsafe {
-            (std::slice::from_raw_parts(params, params_len), std::slice::from_raw_parts(samples, n_samples), context(model))
+            (
+                std::slice::from_raw_parts(params, params_len),
+                std::slice::from_raw_parts(samples, n_samples),
+                context(model),
+            )
         };
         let p: Params = match serde_json::from_slice(json) {
             Ok(p) => p,
@@ -287,7 +298,8 @@ unsafe extern "C" fn transcribe(
         };
         let result = state.full(fp, samples);
         // SAFETY: `run` is not borrowed by anything once `full` has returned.
-        let stopped = unsafe { (*run_ptr).stopped } || unsafe { cancel.as_ref() }.is_some_and(|c| c.load(Ordering::Acquire));
+        let stopped =
+            unsafe { (*run_ptr).stopped } || unsafe { cancel.as_ref() }.is_some_and(|c| c.load(Ordering::Acquire));
         match result {
             _ if stopped => Status::Cancelled,
             Ok(()) => Status::Ok,

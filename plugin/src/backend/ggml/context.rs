@@ -125,7 +125,7 @@ impl GgmlContext {
                  GGUF) in the load config or the metadata",
             )
         })?;
-        let vision = self.graph.vision(&mmproj, self.options.threads)?;
+        let vision = self.graph.vision(&mmproj, self.options.mmproj_sha256.as_deref(), self.options.threads)?;
         let chunks = vision.tokenize(&media)?;
         self.input_tokens = chunks.total_tokens();
         log::debug!("prompt with {} images: {} tokens", media.images.len(), self.input_tokens);
@@ -226,11 +226,11 @@ impl GgmlContext {
 }
 
 impl ExecutionContext for GgmlContext {
-    fn set_input(&mut self, index: u32, tensor: Tensor) -> NnResult<()> {
+    fn set_input(&mut self, index: u32, tensor: Tensor<'_>) -> NnResult<()> {
         // New input ends a stream in progress.
         self.end_stream();
         if index == METADATA_INDEX {
-            self.options.apply_json(&tensor.data)?;
+            self.options.apply_json(tensor.data)?;
             self.options.apply_logging();
             return Ok(());
         }
@@ -242,7 +242,7 @@ impl ExecutionContext for GgmlContext {
             self.images.push(Image::from_tensor(tensor)?);
             return Ok(());
         }
-        let text = &tensor.data;
+        let text = tensor.data;
         if text.len() > i32::MAX as usize / 2 {
             return Err(NnError::new(Errno::TooLarge, "the prompt is larger than llama.cpp can tokenize"));
         }

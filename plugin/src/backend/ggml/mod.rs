@@ -1,135 +1,26 @@
 //! The GGML backend: GGUF language models through llama.cpp (llama-cpp-2). The model
 //! weights are loaded once per graph and shared; each execution context has its own
 //! llama.cpp context and KV cache.
+//!
+//! Without the `ggml` feature only [`options`] is built (the metadata it parses is part of
+//! the ABI surface, fuzzed without llama.cpp).
 
-mod context;
-mod native_log;
 pub mod options;
+
+#[cfg(feature = "ggml")]
+mod context;
+#[cfg(feature = "ggml")]
+mod graph;
+#[cfg(feature = "ggml")]
+mod native_log;
+#[cfg(feature = "ggml")]
 mod session;
+#[cfg(feature = "ggml")]
 mod vision;
+#[cfg(feature = "ggml")]
 mod worker;
 
-use crate::abi::ExecutionTarget;
-use crate::backend::{Backend, ExecutionContext, Graph};
-use crate::error::{NnError, NnResult};
-use context::GgmlContext;
-use llama_cpp_2::llama_backend::LlamaBackend;
-use llama_cpp_2::model::params::LlamaModelParams;
-use llama_cpp_2::model::LlamaModel;
-use once_cell::sync::OnceCell;
-use options::Options;
-use std::collections::HashMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use vision::Vision;
-
-pub struct GgmlBackend;
-
-pub fn backend() -> &'static dyn Backend {
-    &GgmlBackend
-}
-
-/// llama.cpp's process-wide initialisation, done once.
-fn llama_backend() -> NnResult<&'static LlamaBackend> {
-    static BACKEND: OnceCell<LlamaBackend> = OnceCell::new();
-    BACKEND.get_or_try_init(|| {
-        native_log::install();
-        LlamaBackend::init().map_err(|e| NnError::runtime(format!("cannot initialise llama.cpp: {e}")))
-    })
-}
-
-pub struct GgmlGraph {
-    model: Arc<LlamaModel>,
-    /// The load-time options: every context starts from these.
-    options: Options,
-    /// Projectors for this model, by host path, loaded on first use and kept with the graph.
-    visions: Mutex<HashMap<PathBuf, Arc<Vision>>>,
-}
-
-impl GgmlGraph {
-    /// The projector a guest names (confined to its directories), loaded once per graph.
-    fn vision(&self, guest_path: &str, threads: u32) -> NnResult<Arc<Vision>> {
-        let path = crate::confine::host_path(guest_path, "mmproj")?;
-        let mut visions = self.visions.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(v) = visions.get(&path) {
-            return Ok(v.clone());
-        }
-        let v = Arc::new(Vision::load(&path, &self.model, threads)?);
-        visions.insert(path, v.clone());
-        Ok(v)
-    }
-}
-
-impl GgmlBackend {
-    fn load(&self, path: &Path, options: Options) -> NnResult<Box<dyn Graph>> {
-        let backend = llama_backend()?;
-        let params = LlamaModelParams::default()
-            .with_n_gpu_layers(options.n_gpu_layers.clamp(0, u32::MAX as i64) as u32)
-            .with_main_gpu(options.main_gpu.clamp(0, i32::MAX as i64) as i32)
-            .with_use_mmap(options.use_mmap)
-            .with_use_mlock(options.use_mlock);
-        let started = std::time::Instant::now();
-        let model = LlamaModel::load_from_file(backend, path, &params).map_err(|e| {
-            NnError::invalid_argument(format!(
-                "llama.cpp cannot load '{}' as a GGUF model ({e}); turn on the log for llama.cpp's reason",
-                path.display()
-            ))
-        })?;
-        log::info!(
-            "loaded {} ({} parameters, {} MiB) in {} ms",
-            path.display(),
-            model.n_params(),
-            model.size() >> 20,
-            started.elapsed().as_millis()
-        );
-        let graph = GgmlGraph { model: Arc::new(model), options, visions: Mutex::default() };
-        // A projector named at load time is loaded now, so a mismatched one is refused here.
-        if let Some(mmproj) = &graph.options.mmproj {
-            graph.vision(mmproj, graph.options.threads)?;
-        }
-        Ok(Box::new(Arc::new(graph)))
-    }
-}
-
-fn options_from(config: Option<&[u8]>) -> NnResult<Options> {
-    let mut options = Options::default();
-    if let Some(json) = config.filter(|c| !c.is_empty()) {
-        options.apply_json(json)?;
-    }
-    options.apply_logging();
-    Ok(options)
-}
-
-impl Backend for GgmlBackend {
-    fn load_from_builders(&self, builders: &[&[u8]], _target: ExecutionTarget) -> NnResult<Box<dyn Graph>> {
-        let (model, config) = match builders {
-            [model] => (*model, None),
-            [model, config, ..] => (*model, Some(*config)),
-            [] => return Err(NnError::invalid_argument("load needs the model bytes as builder 0")),
-        };
-        let options = options_from(config)?;
-        if let Some(pin) = crate::integrity::pin_in_config(config)? {
-            crate::integrity::verify_bytes(model, &pin)?;
-        }
-        // llama.cpp loads from files: write the bytes to an unnamed-after-use temporary file.
-        let mut file = tempfile::Builder::new()
-            .prefix("wasmedge-nn-")
-            .suffix(".gguf")
-            .tempfile()
-            .map_err(|e| NnError::runtime(format!("cannot create a temporary file for the model: {e}")))?;
-        file.write_all(model)
-            .map_err(|e| NnError::runtime(format!("cannot write the model to {}: {e}", file.path().display())))?;
-        self.load(file.path(), options)
-    }
-
-    fn load_from_file(&self, path: &Path, config: Option<&[u8]>, _target: ExecutionTarget) -> NnResult<Box<dyn Graph>> {
-        self.load(path, options_from(config)?)
-    }
-}
-
-impl Graph for Arc<GgmlGraph> {
-    fn init_execution_context(&self) -> NnResult<Box<dyn ExecutionContext>> {
-        Ok(Box::new(GgmlContext::new(self.clone())))
-    }
-}
+#[cfg(feature = "ggml")]
+pub use graph::GgmlBackend;
+#[cfg(feature = "ggml")]
+use graph::{llama_backend, GgmlGraph};

@@ -47,6 +47,8 @@ pub struct Options {
     // Vision.
     /// The projector for images (a path the guest names, confined to its directories).
     pub mmproj: Option<String>,
+    /// The projector file's pinned sha256 (lowercase hex): checked before it is loaded.
+    pub mmproj_sha256: Option<String>,
     /// An image file to go with the next prompt (same rule).
     pub image: Option<String>,
 }
@@ -92,6 +94,7 @@ impl Default for Options {
             repeat_last_n: 64,
             run_ahead: 4,
             mmproj: None,
+            mmproj_sha256: None,
             image: None,
         }
     }
@@ -129,6 +132,7 @@ struct Metadata {
     repeat_last_n: Option<i32>,
     run_ahead: Option<u32>,
     mmproj: Option<String>,
+    mmproj_sha256: Option<String>,
     image: Option<String>,
 }
 
@@ -178,6 +182,15 @@ impl Options {
         }
         if let Some(p) = m.mmproj {
             next.mmproj = (!p.is_empty()).then_some(p);
+        }
+        if let Some(pin) = m.mmproj_sha256 {
+            next.mmproj_sha256 = match pin.is_empty() {
+                true => None,
+                false => Some(
+                    crate::integrity::parse_hex(&pin)
+                        .map_err(|e| NnError::invalid_argument(format!("mmproj-sha256: {e}")))?,
+                ),
+            };
         }
         if let Some(p) = m.image {
             next.image = (!p.is_empty()).then_some(p);
@@ -264,6 +277,18 @@ mod tests {
         assert_eq!(o.apply_json(br#"{"ctx-size": -1}"#).unwrap_err().errno, Errno::InvalidArgument);
         assert_eq!(o.apply_json(br#"[1, 2]"#).unwrap_err().errno, Errno::InvalidArgument);
         assert_eq!(o.apply_json(br#"{"threads": 100000}"#).unwrap_err().errno, Errno::InvalidArgument);
+        assert_eq!(o.apply_json(br#"{"mmproj-sha256": "abc"}"#).unwrap_err().errno, Errno::InvalidArgument);
+        assert_eq!(o, Options::default());
+    }
+
+    #[test]
+    fn a_projector_pin_is_lowercase_hex_and_empty_clears_it() {
+        let mut o = Options::default();
+        let pin = "AB".repeat(32);
+        o.apply_json(format!(r#"{{"mmproj-sha256": "{pin}"}}"#).as_bytes()).unwrap();
+        assert_eq!(o.mmproj_sha256.as_deref(), Some("ab".repeat(32).as_str()));
+        o.apply_json(br#"{"mmproj-sha256": ""}"#).unwrap();
+        assert_eq!(o.mmproj_sha256, None);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 mod audio;
 mod context;
-mod model_file;
+pub mod model_file;
 pub mod options;
 mod runtime;
 mod stream;
@@ -25,10 +25,6 @@ pub use runtime::{file_name as runtime_file_name, LIB_ENV as RUNTIME_ENV};
 pub const MAGIC: &[u8; 4] = b"lmgg";
 
 pub struct WhisperBackend;
-
-pub fn backend() -> &'static dyn Backend {
-    &WhisperBackend
-}
 
 pub struct WhisperGraph {
     model: Arc<Model>,
@@ -75,6 +71,10 @@ fn graph(
 }
 
 impl Backend for WhisperBackend {
+    fn recognizes(&self, model: &[u8]) -> bool {
+        model.starts_with(MAGIC)
+    }
+
     /// Builder 0 is the model: a whisper.cpp model file's bytes, or the path of one (which
     /// must be inside the guest's directories). Builder 1, if any, is the config.
     fn load_from_builders(&self, builders: &[&[u8]], _target: ExecutionTarget) -> NnResult<Box<dyn Graph>> {
