@@ -3,6 +3,7 @@
 # each step is skipped when already done.
 #   - build tools for llama.cpp (cmake, clang/libclang for bindgen, a C++ compiler)
 #   - the wasm32-wasip1 Rust target for the guests
+#   - cargo-fuzz, for the fuzz targets (scripts/fuzz.sh)
 #   - WasmEdge 0.14.1 (scripts/install-wasmedge.sh)
 #   - the test models (scripts/fetch-models.sh)
 set -euo pipefail
@@ -23,6 +24,13 @@ command -v cargo >/dev/null || { log "Rust is needed: install it with rustup (ht
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1; then
   log "adding the wasm32-wasip1 target"
   rustup target add wasm32-wasip1
+fi
+
+CARGO_FUZZ_VERSION=0.13.2
+if ! cargo fuzz --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
+  log "installing cargo-fuzz $CARGO_FUZZ_VERSION"
+  # Its own target folder, so the project's build cache is not disturbed.
+  CARGO_TARGET_DIR="$NN_CACHE/cargo-install" cargo install --locked --quiet cargo-fuzz --version "$CARGO_FUZZ_VERSION"
 fi
 
 bash "$ROOT/scripts/install-wasmedge.sh"

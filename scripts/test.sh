@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up, build, and run every test: the plugin's unit tests and the end-to-end tests that
-# drive the real wasmedge CLI with real guests and models. Extra arguments go to cargo test
-# (e.g. a test name).
+# drive the real wasmedge CLI with real guests and models, then each fuzz target for
+# FUZZ_SECONDS (60; 0 skips them). Extra arguments go to cargo test (e.g. a test name) and
+# skip the fuzzing.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 bash "$ROOT/scripts/setup.sh"
@@ -17,3 +18,6 @@ cargo bench --no-run --locked -p e2e
 # ggml's worker threads spin-wait: two models running at once on a small machine starve each
 # other, so the tests run one at a time.
 cargo test --release --locked --workspace "$@" -- --test-threads=1
+if [ $# -eq 0 ] && [ "${FUZZ_SECONDS:-60}" -gt 0 ]; then
+  bash "$ROOT/scripts/fuzz.sh" "${FUZZ_SECONDS:-60}"
+fi

@@ -105,18 +105,21 @@ pub fn check(mut r: impl Read + Seek) -> Result<(), String> {
         let n_dims = w.count("a tensor's dimension count", 4)?;
         let name_len = w.count("a tensor's name length", 1024)?;
         let ttype = w.i32("a tensor's type")?;
-        let mut elements: u64 = 1;
+        let mut elements: Option<u64> = Some(1);
         for _ in 0..n_dims {
             let d = w.count("a tensor's dimension", i32::MAX)?;
-            elements = elements.saturating_mul(d);
+            elements = elements.and_then(|e| e.checked_mul(d));
         }
+        let too_big = || format!("tensor {tensors}'s dimensions give more bytes than any file has");
+        let elements = elements.ok_or_else(too_big)?;
         let (block_bytes, block) = type_size(ttype)
             .ok_or_else(|| format!("tensor {tensors} has type {ttype}, unknown to whisper.cpp files"))?;
         if elements % block != 0 {
             return Err(format!("tensor {tensors} has {elements} elements, not whole blocks of its type"));
         }
         w.skip(name_len, "a tensor's name")?;
-        w.skip(elements / block * block_bytes, &format!("tensor {tensors}'s data"))?;
+        let bytes = (elements / block).checked_mul(block_bytes).ok_or_else(too_big)?;
+        w.skip(bytes, &format!("tensor {tensors}'s data"))?;
         tensors += 1;
     }
     if tensors == 0 {
@@ -182,5 +185,19 @@ mod tests {
         let mut g = tiny();
         g[..4].copy_from_slice(b"GGUF");
         assert!(check(Cursor::new(&g)).unwrap_err().contains("magic"));
+    }
+
+    /// Found by the fuzz target `whisper_model_file`: dimensions whose product overflows u64
+    /// used to panic (or, without overflow checks, wrap and pass a broken file on).
+    #[test]
+    fn dimensions_that_overflow_are_refused() {
+        let mut f = tiny();
+        let first_tensor = f.len() - (4 * 4 + 3 + 16) - (4 * 4 + 3 + 4);
+        f.truncate(first_tensor);
+        for v in [4, 1, 0, i32::MAX, i32::MAX, i32::MAX, i32::MAX] {
+            f.extend_from_slice(&v.to_le_bytes());
+        }
+        f.push(b'x');
+        assert!(check(Cursor::new(&f)).unwrap_err().contains("more bytes than any file has"));
     }
 }
