@@ -84,6 +84,7 @@ fn audio_of_any_rate_and_layout_is_heard_and_bad_audio_is_refused() {
     }
     // Streaming: segment by segment, joined, is compute's transcript.
     assert_eq!(line("stream_end"), "EndOfSequence");
+    assert_eq!(line("stream_end_again"), "EndOfSequence");
     assert!(line("stream_segments").parse::<usize>().unwrap() >= 3);
     assert_eq!(text("stream_joined"), text("long_compute"));
     assert_eq!(line("first_segment"), "ok");

@@ -10,7 +10,9 @@ use crate::limits;
 use std::borrow::Cow;
 use std::sync::Arc;
 
-/// Input index of the metadata JSON; every other index is audio.
+/// Input index of the metadata JSON; every other index is audio. Every output index is the
+/// transcript, as in WasmEdge's plugin (so there is no output for `last_error`: Whisper's
+/// errors are in the host's log only).
 const METADATA_INDEX: u32 = 1;
 
 pub struct WhisperContext {
@@ -23,12 +25,20 @@ pub struct WhisperContext {
     piece: usize,
     /// The `compute_single` stream in progress.
     stream: Option<Stream>,
+    /// The stream reached its end: `compute_single` answers EndOfSequence until new input,
+    /// `compute` or `fini_single` (as the GGML backend does).
+    ended: bool,
 }
 
 impl WhisperContext {
     pub fn new(graph: Arc<WhisperGraph>) -> Self {
         let options = graph.options.clone();
-        Self { graph, options, audio: None, output: Vec::new(), piece: 0, stream: None }
+        Self { graph, options, audio: None, output: Vec::new(), piece: 0, stream: None, ended: false }
+    }
+
+    fn end_stream(&mut self) {
+        self.stream = None;
+        self.ended = false;
     }
 
     fn start(&mut self, slot: Option<limits::Slot>) -> NnResult<Stream> {
@@ -42,12 +52,12 @@ impl WhisperContext {
 }
 
 impl ExecutionContext for WhisperContext {
-    fn set_input(&mut self, index: u32, tensor: Tensor) -> NnResult<()> {
-        self.stream = None;
+    fn set_input(&mut self, index: u32, tensor: Tensor<'_>) -> NnResult<()> {
+        self.end_stream();
         if index == METADATA_INDEX {
             // As WasmEdge's plugin: each metadata input starts from the graph's config.
             let mut options = self.graph.options.clone();
-            options.apply_json(&tensor.data)?;
+            options.apply_json(tensor.data)?;
             options.apply_logging();
             self.options = options;
             return Ok(());
@@ -59,7 +69,7 @@ impl ExecutionContext for WhisperContext {
     }
 
     fn compute(&mut self) -> NnResult<()> {
-        self.stream = None;
+        self.end_stream();
         let stream = self.start(None)?;
         while let Some(line) = stream.next()? {
             self.output.extend_from_slice(&line);
@@ -72,6 +82,9 @@ impl ExecutionContext for WhisperContext {
     }
 
     fn compute_single(&mut self) -> NnResult<()> {
+        if self.ended {
+            return Err(NnError::new(Errno::EndOfSequence, "end of the transcript"));
+        }
         if self.stream.is_none() {
             // Take a worker slot before any work, so Busy costs nothing.
             let slot = limits::worker_slot()?;
@@ -86,6 +99,7 @@ impl ExecutionContext for WhisperContext {
             }
             Ok(None) => {
                 self.stream = None;
+                self.ended = true;
                 self.piece = self.output.len();
                 Err(NnError::new(Errno::EndOfSequence, "end of the transcript"))
             }
@@ -101,7 +115,7 @@ impl ExecutionContext for WhisperContext {
     }
 
     fn fini_single(&mut self) -> NnResult<()> {
-        self.stream = None;
+        self.end_stream();
         self.output.clear();
         self.piece = 0;
         Ok(())

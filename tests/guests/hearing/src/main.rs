@@ -95,8 +95,11 @@ fn probe(asr: &str, dir: &str, model_path: &str, outside: &str) {
             Err(e) => break code::<()>(Err(e)),
         }
     };
+    // An ended stream stays ended (it does not start the transcription again).
+    let again = code(ctx.compute_single());
     ctx.fini_single().unwrap();
     println!("stream_end: {end}");
+    println!("stream_end_again: {again}");
     println!("stream_segments: {}", segments.len());
     println!("stream_joined: {:?}", segments.concat());
     println!("long_compute: {}", show(transcribe(&mut ctx, TensorType::F32, &long)));
