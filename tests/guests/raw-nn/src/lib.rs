@@ -5,11 +5,19 @@
 extern "C" {
     pub fn load(builders: *const Buf, count: u32, encoding: u32, target: u32, graph: *mut u32) -> u32;
     pub fn load_by_name(name: *const u8, len: u32, graph: *mut u32) -> u32;
+    pub fn load_by_name_with_config(
+        name: *const u8,
+        len: u32,
+        config: *const u8,
+        config_len: u32,
+        graph: *mut u32,
+    ) -> u32;
     pub fn init_execution_context(graph: u32, ctx: *mut u32) -> u32;
     pub fn set_input(ctx: u32, index: u32, tensor: *const Tensor) -> u32;
     pub fn compute(ctx: u32) -> u32;
     pub fn get_output(ctx: u32, index: u32, buf: *mut u8, max: u32, written: *mut u32) -> u32;
     pub fn compute_single(ctx: u32) -> u32;
+    pub fn get_output_single(ctx: u32, index: u32, buf: *mut u8, max: u32, written: *mut u32) -> u32;
     pub fn fini_single(ctx: u32) -> u32;
     pub fn finalize_execution_context(ctx: u32) -> u32;
     pub fn unload(graph: u32) -> u32;
@@ -33,7 +41,9 @@ pub struct Buf {
 
 pub const U8: u32 = 3;
 pub const ONNX: u32 = 1;
+pub const AUTODETECT: u32 = 5;
 pub const GGML: u32 = 6;
+pub const WHISPER: u32 = 9;
 pub const CPU: u32 = 0;
 static DIMS: [u32; 1] = [1];
 
