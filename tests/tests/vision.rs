@@ -19,6 +19,11 @@ fn tiny(file: &str) -> PathBuf {
     root().join("test-models/tiny").join(file)
 }
 
+fn sha256(path: &std::path::Path) -> String {
+    use sha2::Digest;
+    hex(&sha2::Sha256::digest(std::fs::read(path).unwrap()))
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -49,7 +54,7 @@ fn pictures_given_every_way_match_native_mtmd_and_outside_files_stay_unopened() 
         &[("WASMEDGE_NN_LOG", "error")],
         &["--nn-preload", &ggml_preload("tiny", TINY)],
         &guest("vision"),
-        &["tiny", "test-models/tiny", outside.to_str().unwrap()],
+        &["tiny", "test-models/tiny", outside.to_str().unwrap(), &sha256(&tiny("tiny-mmproj.gguf"))],
     );
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     println!("{stdout}");
@@ -64,7 +69,7 @@ fn pictures_given_every_way_match_native_mtmd_and_outside_files_stay_unopened() 
     assert!(expected_tokens >= 4, "too short to show anything: {expected}");
 
     // The three ways, and streaming, give native mtmd's tokens.
-    for way in ["file", "base64", "tensor", "stream", "after"] {
+    for way in ["file", "base64", "tensor", "stream", "after", "pinned"] {
         assert_eq!(line(way), expected, "{way}");
     }
     // Raw pixels are the decoded file: the same natively and through the plugin.
@@ -84,7 +89,8 @@ fn pictures_given_every_way_match_native_mtmd_and_outside_files_stay_unopened() 
     assert_eq!(meta["output_tokens"].as_u64(), Some(expected_tokens as u64), "{meta}");
 
     // The wrong ways: InvalidArgument, with the reason in the log, and the host goes on.
-    for case in ["no_mmproj", "undecodable", "outside_image", "outside_mmproj", "two_markers_one_image"] {
+    for case in ["no_mmproj", "undecodable", "outside_image", "outside_mmproj", "two_markers_one_image", "pinned_wrong"]
+    {
         assert_eq!(line(case), "error InvalidArgument", "{case}");
     }
     for case in ["wrong_width_at_load", "outside_mmproj_at_load"] {
@@ -99,6 +105,7 @@ fn pictures_given_every_way_match_native_mtmd_and_outside_files_stay_unopened() 
             "is outside the directories given to the guest",
             "more <image> markers than images",
             "cannot use",
+            "not the pinned 0000000000000000000000000000000000000000000000000000000000000000",
         ],
     );
     // The outside file was refused before anything opened it.

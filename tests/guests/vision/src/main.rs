@@ -126,6 +126,13 @@ fn main() {
     let mut ctx = context(&graph, &with_mmproj);
     ctx.set_input(2, TensorType::U8, &[png.len()], &png).unwrap();
     println!("two_markers_one_image: {}", show(answer(&mut ctx, &PROMPT.replace("<image>", "<image><image>"))));
+    // A pinned projector: the right sha256 (args[4]) loads it, another is refused even though
+    // the graph has it loaded already.
+    let pinned = |pin: &str| {
+        config(&format!(r#", "mmproj": "{mmproj}", "mmproj-sha256": "{pin}", "image": "{}""#, file("picture-a.png")))
+    };
+    println!("pinned: {}", show(answer(&mut context(&graph, &pinned(&args[4])), PROMPT)));
+    println!("pinned_wrong: {}", show(answer(&mut context(&graph, &pinned(&"0".repeat(64))), PROMPT)));
     // A projector whose output width is not the model's, named at load.
     let model = std::fs::read(file("tiny-llama.gguf")).expect("tiny-llama.gguf");
     let wrong = format!(r#"{{"mmproj": "{}"}}"#, file("tiny-mmproj-wrong-width.gguf"));
