@@ -16,6 +16,25 @@ pub fn parse<T: DeserializeOwned>(json: &[u8]) -> NnResult<T> {
         .map_err(|e| NnError::invalid_argument(format!("metadata has a value of the wrong type: {e}")))
 }
 
+/// A backend's options, as config JSON sets them.
+pub trait Configurable: Default {
+    /// Apply a JSON document on top of these options; nothing changes when it fails.
+    fn apply_json(&mut self, json: &[u8]) -> NnResult<()>;
+    /// Apply the logging switches to the process-wide log level.
+    fn apply_logging(&self);
+}
+
+/// The options a load config gives: the defaults, then the config (if any), whose logging
+/// switches then take effect.
+pub fn load_options<O: Configurable>(config: Option<&[u8]>) -> NnResult<O> {
+    let mut options = O::default();
+    if let Some(json) = config.filter(|c| !c.is_empty()) {
+        options.apply_json(json)?;
+    }
+    options.apply_logging();
+    Ok(options)
+}
+
 /// The `enable-log` / `enable-debug-log` switches: they raise the process-wide log level to
 /// info / debug (never lower it).
 pub fn apply_logging(enable_log: bool, enable_debug_log: bool) {

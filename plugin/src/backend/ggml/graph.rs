@@ -5,6 +5,7 @@ use super::native_log;
 use super::options::Options;
 use super::vision::Vision;
 use crate::abi::ExecutionTarget;
+use crate::backend::config::load_options;
 use crate::backend::{Backend, ExecutionContext, Graph};
 use crate::error::{NnError, NnResult};
 use llama_cpp_2::llama_backend::LlamaBackend;
@@ -92,15 +93,6 @@ impl GgmlBackend {
     }
 }
 
-fn options_from(config: Option<&[u8]>) -> NnResult<Options> {
-    let mut options = Options::default();
-    if let Some(json) = config.filter(|c| !c.is_empty()) {
-        options.apply_json(json)?;
-    }
-    options.apply_logging();
-    Ok(options)
-}
-
 impl Backend for GgmlBackend {
     fn recognizes(&self, model: &[u8]) -> bool {
         model.starts_with(b"GGUF")
@@ -112,7 +104,7 @@ impl Backend for GgmlBackend {
             [model, config, ..] => (*model, Some(*config)),
             [] => return Err(NnError::invalid_argument("load needs the model bytes as builder 0")),
         };
-        let options = options_from(config)?;
+        let options: Options = load_options(config)?;
         if let Some(pin) = crate::integrity::pin_in_config(config)? {
             crate::integrity::verify_bytes(model, &pin)?;
         }
@@ -128,7 +120,7 @@ impl Backend for GgmlBackend {
     }
 
     fn load_from_file(&self, path: &Path, config: Option<&[u8]>, _target: ExecutionTarget) -> NnResult<Box<dyn Graph>> {
-        self.load(path, options_from(config)?)
+        self.load(path, load_options(config)?)
     }
 }
 

@@ -11,6 +11,7 @@ mod runtime;
 mod stream;
 
 use crate::abi::ExecutionTarget;
+use crate::backend::config::load_options;
 use crate::backend::{Backend, ExecutionContext, Graph};
 use crate::error::{NnError, NnResult};
 use context::WhisperContext;
@@ -30,15 +31,6 @@ pub struct WhisperGraph {
     model: Arc<Model>,
     /// The load-time config: every context, and every metadata input, starts from it.
     options: Options,
-}
-
-fn options_from(config: Option<&[u8]>) -> NnResult<Options> {
-    let mut options = Options::default();
-    if let Some(json) = config.filter(|c| !c.is_empty()) {
-        options.apply_json(json)?;
-    }
-    options.apply_logging();
-    Ok(options)
 }
 
 /// Refuse a broken model file before whisper.cpp sees it (see [`model_file`]).
@@ -84,7 +76,7 @@ impl Backend for WhisperBackend {
         if model.is_empty() {
             return Err(NnError::invalid_argument("builder 0 (the model's bytes or path) is empty"));
         }
-        let options = options_from(builders.get(1).copied())?;
+        let options: Options = load_options(builders.get(1).copied())?;
         let pin = crate::integrity::pin_in_config(builders.get(1).copied())?;
         let started = std::time::Instant::now();
         if model.starts_with(MAGIC) {
@@ -112,7 +104,7 @@ impl Backend for WhisperBackend {
     }
 
     fn load_from_file(&self, path: &Path, config: Option<&[u8]>, _target: ExecutionTarget) -> NnResult<Box<dyn Graph>> {
-        let options = options_from(config)?;
+        let options: Options = load_options(config)?;
         let started = std::time::Instant::now();
         let what = format!("'{}'", path.display());
         let loaded = checked(&what, check_file(path), || Model::load_file(path, options.use_gpu));

@@ -135,6 +135,16 @@ impl Options {
     }
 }
 
+impl crate::backend::config::Configurable for Options {
+    fn apply_json(&mut self, json: &[u8]) -> NnResult<()> {
+        Options::apply_json(self, json)
+    }
+
+    fn apply_logging(&self) {
+        Options::apply_logging(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,21 +19,12 @@ fn rss_kib() -> u64 {
 
 /// One cycle; the answer.
 fn cycle(model: &[u8]) -> Vec<u8> {
-    let builders = [Buf { ptr: model.as_ptr(), len: model.len() as u32 }];
+    let builders = [buf(model)];
     let meta = br#"{"n-predict": 8, "temp": 0, "ctx-size": 256, "threads": 1}"#;
-    let (mut g, mut c, mut n) = (0, 0, 0);
-    let mut out = vec![0u8; 4096];
-    unsafe {
-        assert_eq!(load(builders.as_ptr(), 1, GGML, CPU, &mut g), 0, "load");
-        assert_eq!(init_execution_context(g, &mut c), 0, "init_execution_context");
-        assert_eq!(set_input(c, 1, &tensor(meta)), 0, "metadata");
-        assert_eq!(set_input(c, 0, &tensor(b"Once upon a time")), 0, "prompt");
-        assert_eq!(compute(c), 0, "compute");
-        assert_eq!(get_output(c, 0, out.as_mut_ptr(), out.len() as u32, &mut n), 0, "get_output");
-        assert_eq!(finalize_execution_context(c), 0, "finalize_execution_context");
-        assert_eq!(unload(g), 0, "unload");
-    }
-    out.truncate(n as usize);
+    let mut g = 0;
+    assert_eq!(unsafe { load(builders.as_ptr(), 1, GGML, CPU, &mut g) }, 0, "load");
+    let out = run_once(g, meta, b"Once upon a time");
+    assert_eq!(unsafe { unload(g) }, 0, "unload");
     out
 }
 

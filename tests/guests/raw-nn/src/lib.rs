@@ -56,3 +56,20 @@ pub fn tensor(data: &[u8]) -> Tensor {
 pub fn buf(bytes: &[u8]) -> Buf {
     Buf { ptr: bytes.as_ptr(), len: bytes.len() as u32 }
 }
+
+/// One whole computation on `graph`, every call required to succeed: init → metadata → input
+/// → compute → get_output → finalize. Returns output 0.
+pub fn run_once(graph: u32, meta: &[u8], input: &[u8]) -> Vec<u8> {
+    let (mut c, mut n) = (0, 0);
+    let mut out = vec![0u8; 8192];
+    unsafe {
+        assert_eq!(init_execution_context(graph, &mut c), 0, "init_execution_context");
+        assert_eq!(set_input(c, 1, &tensor(meta)), 0, "metadata");
+        assert_eq!(set_input(c, 0, &tensor(input)), 0, "input");
+        assert_eq!(compute(c), 0, "compute");
+        assert_eq!(get_output(c, 0, out.as_mut_ptr(), out.len() as u32, &mut n), 0, "get_output");
+        assert_eq!(finalize_execution_context(c), 0, "finalize_execution_context");
+    }
+    out.truncate(n as usize);
+    out
+}

@@ -352,19 +352,10 @@ impl Stress {
 /// A whole run through the guest crate's usual path, on a fresh graph: the answer (GGML) or
 /// the transcript (Whisper).
 fn answer(name: &str, input: &[u8], meta: &[u8]) -> Vec<u8> {
-    let (mut g, mut c, mut n) = (0, 0, 0);
-    let mut out = vec![0u8; 8192];
-    unsafe {
-        assert_eq!(load_by_name(name.as_ptr(), name.len() as u32, &mut g), 0, "load_by_name {name}");
-        assert_eq!(init_execution_context(g, &mut c), 0, "init_execution_context");
-        assert_eq!(set_input(c, 1, &tensor(meta)), 0, "metadata");
-        assert_eq!(set_input(c, 0, &tensor(input)), 0, "input");
-        assert_eq!(compute(c), 0, "compute");
-        assert_eq!(get_output(c, 0, out.as_mut_ptr(), out.len() as u32, &mut n), 0, "get_output");
-        assert_eq!(finalize_execution_context(c), 0, "finalize_execution_context");
-        assert_eq!(unload(g), 0, "unload");
-    }
-    out.truncate(n as usize);
+    let mut g = 0;
+    assert_eq!(unsafe { load_by_name(name.as_ptr(), name.len() as u32, &mut g) }, 0, "load_by_name {name}");
+    let out = run_once(g, meta, input);
+    assert_eq!(unsafe { unload(g) }, 0, "unload");
     out
 }
 
