@@ -185,10 +185,24 @@ pub fn speed(
     let mut ctx = model.new_context(backend, params).expect("context");
     let mut sampler = LlamaSampler::greedy();
     let mut piece = Vec::with_capacity(64);
+    // The same warm-up as the plugin's side (tests/guests/bench-speed): one token of another
+    // prompt, which pages the weights in and starts the thread team. The KV cache then keeps
+    // the prefix both prompts share (the BOS token), as the plugin's prefix reuse does, so both
+    // sides evaluate exactly the same tokens.
+    let warm = model.vocab().tokenize(b"Hi", true, true);
+    let mut batch = LlamaBatch::new(4096, 1);
+    for (i, t) in warm.iter().enumerate() {
+        batch.add(*t, i as i32, &[0], i + 1 == warm.len()).unwrap();
+    }
+    ctx.decode(&mut batch).expect("decode the warm-up prompt");
+    sampler.sample(&ctx, batch.n_tokens() - 1);
+
     let start = std::time::Instant::now();
     let tokens = model.vocab().tokenize(prompt.as_bytes(), true, true);
-    let mut batch = LlamaBatch::new(tokens.len().max(1), 1);
-    for (i, t) in tokens.iter().enumerate() {
+    let reused = warm.iter().zip(&tokens).take_while(|(a, b)| a == b).count().min(tokens.len() - 1);
+    ctx.kv_cache_seq_rm(0, Some(reused as u32), None).expect("drop the warm-up's tokens");
+    batch.clear();
+    for (i, t) in tokens.iter().enumerate().skip(reused) {
         batch.add(*t, i as i32, &[0], i + 1 == tokens.len()).unwrap();
     }
     ctx.decode(&mut batch).expect("decode prompt");

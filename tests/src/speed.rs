@@ -1,6 +1,7 @@
 //! The speed harness: the same model, prompt, thread count and build measured natively and
 //! through WasmEdge (guest interpreted and AOT-compiled), each run a process of its own, the
-//! sides alternating run by run. Reports medians, ratios wasm/native, and writes
+//! sides alternating run by run. Reports medians, ratios wasm/native (the median of each
+//! round's ratio), and writes
 //! `speed.json`, `speed.md` and `speed.png` into the results folder.
 //!
 //! Run in full by `scripts/bench.sh` (`cargo bench -p e2e --bench speed`); a quick form runs in
@@ -202,22 +203,45 @@ pub fn measure(cfg: &Config) -> Value {
         m.insert("whisper_rtf".into(), json!(median(rtf[i].clone())));
         sides.insert(name.to_string(), Value::Object(m));
     }
-    let n = &sides["native"];
+    // Each ratio is the median over rounds of that round's wasm/native ratio: the two runs of
+    // a round are minutes apart at most, so a slow drift of the machine (other tenants, clock
+    // changes) cancels out instead of landing on whichever side ran during it.
+    let paired = |side: usize, key: &str, higher_is_better: bool| {
+        let per_round = (0..cfg.runs).map(|r| {
+            let (w, n) = (gen[side][r][key].as_f64().unwrap(), gen[0][r][key].as_f64().unwrap());
+            if higher_is_better {
+                w / n
+            } else {
+                n / w
+            }
+        });
+        median(per_round.collect())
+    };
     let mut ratios = Map::new();
-    for side in &SIDES[1..] {
-        let w = &sides[*side];
-        let f = |k: &str| w[k].as_f64().unwrap();
-        let g = |k: &str| n[k].as_f64().unwrap();
+    for (i, side) in SIDES.iter().enumerate().skip(1) {
         ratios.insert(
             side.to_string(),
             json!({
-                "prompt": f("prompt_tok_s") / g("prompt_tok_s"),
-                "decode": f("decode_tok_s") / g("decode_tok_s"),
-                "streaming": g("stream_token_ms") / f("stream_token_ms"),
-                "whisper_rtf": g("whisper_rtf") / f("whisper_rtf"),
+                "prompt": paired(i, "prompt_tok_s", true),
+                "decode": paired(i, "decode_tok_s", true),
+                "streaming": paired(i, "stream_token_ms", false),
+                "whisper_rtf": median((0..cfg.runs).map(|r| rtf[0][r] / rtf[i][r]).collect()),
             }),
         );
     }
+    // Every round's figures, for judging the spread behind the medians.
+    let rounds: Map<String, Value> = SIDES
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let runs = gen[i].iter().zip(&rtf[i]).map(|(g, r)| {
+                let mut g = g.clone();
+                g.insert("whisper_rtf".into(), json!(r));
+                Value::Object(g)
+            });
+            (name.to_string(), Value::Array(runs.collect()))
+        })
+        .collect();
     let report = json!({
         "model": SMOLLM2,
         "whisper_model": WHISPER_TINY_EN,
@@ -230,6 +254,7 @@ pub fn measure(cfg: &Config) -> Value {
         "sides": sides,
         "ratios_wasm_over_native": ratios,
         "cold_start_ms": { "wasmedge_with_plugin": median(cold), "wasmedge_without_plugins": median(cold_bare) },
+        "rounds": rounds,
     });
     write(cfg, &report);
     let _ = std::fs::remove_dir_all(&scratch);
@@ -281,7 +306,7 @@ pub fn table(r: &Value) -> String {
         c["wasmedge_without_plugins"].as_f64().unwrap_or(f64::NAN)
     ));
     md.push_str(&format!(
-        "\n{}, a {}-token prompt, {} greedy tokens, {} threads, medians of {} runs; {}; {} cores ({}).\n",
+        "\n{}, a {}-token prompt, {} greedy tokens, {} threads, medians of {} runs (ratios: medians of each round's ratio); {}; {} cores ({}).\n",
         r["model"].as_str().unwrap_or(""),
         r["prompt_tokens"],
         r["tokens"],
