@@ -134,7 +134,7 @@ pub fn load_by_name_with_config(
         }
         let config = (!config.is_empty()).then_some(config.as_slice());
         let head = (preload.encoding == GraphEncoding::Autodetect).then(|| file_head(&preload.path));
-        let backend = backend_for(preload.encoding, head.as_ref().map(|h| h.as_slice()))?;
+        let backend = backend_for(preload.encoding, head.as_deref())?;
         let graph = backend.load_from_file(&preload.path, config, preload.target)?;
         Ok(Arc::from(graph))
     })?;

@@ -12,6 +12,7 @@ use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 use once_cell::sync::OnceCell;
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -34,8 +35,11 @@ pub struct GgmlGraph {
     pub(super) options: Options,
     /// Projectors for this model, by host path, loaded on first use and kept with the graph,
     /// with the sha256 pins each has been checked against.
-    visions: Mutex<HashMap<PathBuf, (Arc<Vision>, HashSet<String>)>>,
+    visions: Mutex<HashMap<PathBuf, PinnedVision>>,
 }
+
+/// A loaded projector, and the sha256 pins its file has been checked against.
+type PinnedVision = (Arc<Vision>, HashSet<String>);
 
 impl GgmlGraph {
     /// The projector a guest names (confined to its directories), loaded once per graph; with
@@ -43,22 +47,21 @@ impl GgmlGraph {
     pub(super) fn vision(&self, guest_path: &str, pin: Option<&str>, threads: u32) -> NnResult<Arc<Vision>> {
         let path = crate::confine::host_path(guest_path, "mmproj")?;
         let mut visions = self.visions.lock().unwrap_or_else(|p| p.into_inner());
-        let pinned = |checked: &HashSet<String>| match pin {
-            Some(pin) if !checked.contains(pin) => {
-                crate::integrity::verify_file(&path, pin).map(|_| Some(pin.to_owned()))
+        // The file is hashed before it is first loaded, and again for each new pin.
+        if let Some(pin) = pin {
+            if !visions.get(&path).is_some_and(|(_, checked)| checked.contains(pin)) {
+                crate::integrity::verify_file(&path, pin)?;
             }
-            _ => Ok(None),
-        };
-        if let Some((v, checked)) = visions.get_mut(&path) {
-            if let Some(pin) = pinned(checked)? {
-                checked.insert(pin);
-            }
-            return Ok(v.clone());
         }
-        let checked: HashSet<String> = pinned(&HashSet::new())?.into_iter().collect();
-        let v = Arc::new(Vision::load(&path, &self.model, threads)?);
-        visions.insert(path, (v.clone(), checked));
-        Ok(v)
+        let (vision, checked) = match visions.entry(path) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                let v = Vision::load(e.key(), &self.model, threads)?;
+                e.insert((Arc::new(v), HashSet::new()))
+            }
+        };
+        checked.extend(pin.map(str::to_owned));
+        Ok(vision.clone())
     }
 }
 

@@ -144,7 +144,7 @@ pub fn media_prompt(prompt: &str, given: Vec<Image>) -> NnResult<Option<MediaPro
         let tag = rest.find(TAG_START);
         let mark = rest.find(IMAGE_MARKER);
         match (tag, mark) {
-            (Some(t), m) if m.is_none_or(|m| t < m) => {
+            (Some(t), m) if m.map_or(true, |m| t < m) => {
                 text.push_str(&rest[..t]);
                 let (image, after) = data_uri(&rest[t..])?;
                 images.push(image);
