@@ -23,22 +23,26 @@ pub struct WhisperContext {
     /// The transcript so far; the last segment's line starts at `piece`.
     output: Vec<u8>,
     piece: usize,
-    /// The `compute_single` stream in progress.
-    stream: Option<Stream>,
-    /// The stream reached its end: `compute_single` answers EndOfSequence until new input,
-    /// `compute` or `fini_single` (as the GGML backend does).
-    ended: bool,
+    stream: Streaming,
+}
+
+/// Where `compute_single` stands.
+enum Streaming {
+    Idle,
+    Running(Stream),
+    /// The stream reached its end: EndOfSequence until new input, `compute` or
+    /// `fini_single` (as the GGML backend does).
+    Ended,
 }
 
 impl WhisperContext {
     pub fn new(graph: Arc<WhisperGraph>) -> Self {
         let options = graph.options.clone();
-        Self { graph, options, audio: None, output: Vec::new(), piece: 0, stream: None, ended: false }
+        Self { graph, options, audio: None, output: Vec::new(), piece: 0, stream: Streaming::Idle }
     }
 
     fn end_stream(&mut self) {
-        self.stream = None;
-        self.ended = false;
+        self.stream = Streaming::Idle;
     }
 
     fn start(&mut self, slot: Option<limits::Slot>) -> NnResult<Stream> {
@@ -82,15 +86,19 @@ impl ExecutionContext for WhisperContext {
     }
 
     fn compute_single(&mut self) -> NnResult<()> {
-        if self.ended {
-            return Err(NnError::new(Errno::EndOfSequence, "end of the transcript"));
-        }
-        if self.stream.is_none() {
-            // Take a worker slot before any work, so Busy costs nothing.
-            let slot = limits::worker_slot()?;
-            self.stream = Some(self.start(Some(slot))?);
-        }
-        let next = self.stream.as_ref().expect("started above").next();
+        let end = || Err(NnError::new(Errno::EndOfSequence, "end of the transcript"));
+        let next = match &self.stream {
+            Streaming::Ended => return end(),
+            Streaming::Running(stream) => stream.next(),
+            Streaming::Idle => {
+                // Take a worker slot before any work, so Busy costs nothing.
+                let slot = limits::worker_slot()?;
+                let stream = self.start(Some(slot))?;
+                let next = stream.next();
+                self.stream = Streaming::Running(stream);
+                next
+            }
+        };
         match next {
             Ok(Some(line)) => {
                 self.piece = self.output.len();
@@ -98,13 +106,12 @@ impl ExecutionContext for WhisperContext {
                 Ok(())
             }
             Ok(None) => {
-                self.stream = None;
-                self.ended = true;
+                self.stream = Streaming::Ended;
                 self.piece = self.output.len();
-                Err(NnError::new(Errno::EndOfSequence, "end of the transcript"))
+                end()
             }
             Err(e) => {
-                self.stream = None;
+                self.stream = Streaming::Idle;
                 Err(e)
             }
         }
