@@ -260,11 +260,22 @@ impl ExecutionContext for GgmlContext {
         // The whole answer from a worker that never waits for the guest (see `worker` on why
         // generation does not run on the guest's thread).
         self.start_worker(u32::MAX, None)?;
-        loop {
-            if let Some(end) = self.step()? {
-                return Self::end_code(end);
+        if self.options.stream_stdout {
+            // Each token goes to stdout as it comes.
+            loop {
+                if let Some(end) = self.step()? {
+                    return Self::end_code(end);
+                }
             }
         }
+        let worker = self.worker.as_ref().expect("started above");
+        let (tokens, last, end, metrics) = worker.drain(&mut self.output);
+        self.output_tokens += tokens as i64;
+        self.piece = self.output.len() - last;
+        self.metrics = metrics;
+        // The worker has stopped: take the session back for the next prompt.
+        self.stop_worker(true);
+        Self::end_code(end?)
     }
 
     fn get_output(&mut self, index: u32) -> NnResult<Cow<'_, [u8]>> {

@@ -4,7 +4,8 @@
 //! when the guest asks for it. The tokens are those of [`Generation::step`], so a stream
 //! through a worker is exactly the stream without one.
 //!
-//! `compute` drains a worker with an unbounded window. Generation never runs on the guest's
+//! `compute` drains a worker with an unbounded window: the guest's thread sleeps until the
+//! end. Generation never runs on the guest's
 //! thread but on one of [`crate::compute_threads`]: ggml (with OpenMP) keeps a team of
 //! threads for every thread that has computed, and once a process has more of them than
 //! cores, OpenMP makes them sleep between computations, which measured about 40% slower per
@@ -154,6 +155,24 @@ impl Worker {
         }
     }
 
+    /// Wait for the end of a generation with an unbounded window, then append all its
+    /// tokens' bytes to `output`; returns how many tokens there were, the length of the last
+    /// one's bytes, and how it ended. For
+    /// `compute`, which wants the whole answer: the guest's thread sleeps until the end
+    /// instead of waking for every token on the cores the computation is using.
+    pub fn drain(&self, output: &mut Vec<u8>) -> (usize, usize, NnResult<End>, Metrics) {
+        assert_eq!(self.shared.window, u32::MAX as usize, "drain needs a worker that never waits for the guest");
+        let mut q = self.shared.lock();
+        while q.end.is_none() {
+            q = self.shared.produced.wait(q).unwrap_or_else(|p| p.into_inner());
+        }
+        let (tokens, last) = (q.tokens.len(), q.tokens.back().map_or(0, |t| t.len));
+        q.tokens.clear();
+        output.extend(q.bytes.drain(..));
+        let (end, metrics) = q.end.clone().expect("the loop above waited for it");
+        (tokens, last, end, metrics)
+    }
+
     /// Stop the worker (if it still runs) and take back the session. Errors only when the
     /// worker panicked, in which case the session is lost.
     pub fn finish(mut self) -> NnResult<Finished> {
@@ -192,7 +211,10 @@ fn produce(shared: &Shared, session: &mut Session, generation: &mut Generation, 
                 let piece = generation.last_piece(output);
                 q.bytes.extend(piece);
                 q.tokens.push_back(Token { len: piece.len(), metrics: generation.metrics() });
-                shared.produced.notify_one();
+                // Only a guest waiting for a token is woken by one (not one that drains).
+                if q.waiting {
+                    shared.produced.notify_one();
+                }
             }
             Ok(Some(end)) => {
                 q.end = Some((Ok(end), generation.metrics()));
