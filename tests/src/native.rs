@@ -152,77 +152,103 @@ pub fn generate_with_images(
     (out, n)
 }
 
-/// What [`speed`] measures, in ms.
-#[derive(Debug)]
-pub struct Speed {
-    pub load_ms: f64,
-    pub prompt_tokens: usize,
-    /// Prompt evaluation and the first token (tokenizing included).
-    pub ttft_ms: f64,
-    /// Each later token: evaluate the previous one, sample, detokenize.
-    pub token_ms: Vec<f64>,
+/// The native side of the speed harness: one model and context, used the way the plugin's
+/// guest (tests/guests/bench-speed) uses its context, each step timed in ms.
+pub struct Bench<'m> {
+    model: &'m LlamaModel,
+    ctx: llama_cpp_2::context::LlamaContext<'m>,
+    sampler: LlamaSampler,
+    batch: LlamaBatch<'static>,
+    piece: Vec<u8>,
+    /// The tokens of the last prompt evaluated (what the KV cache starts with).
+    cached: Vec<llama_cpp_2::token::LlamaToken>,
+    /// The last sampled token and the position it goes to.
+    token: llama_cpp_2::token::LlamaToken,
+    pos: i32,
 }
 
-/// The native side of the speed harness: load the model, make a context, then time the prompt
-/// and `n_tokens` greedy tokens (past end of generation too), as the plugin's guest does.
-/// `on_first_token` runs as soon as the first token is there.
-pub fn speed(
-    model: &Path,
-    prompt: &str,
-    n_tokens: usize,
-    ctx_size: u32,
-    threads: i32,
-    on_first_token: impl FnOnce(),
-) -> Speed {
-    let backend = backend();
+/// Load a model as the harness does: the default parameters (mmap on), timed in ms.
+pub fn load(model: &Path) -> (LlamaModel, f64) {
     let started = std::time::Instant::now();
-    let model = LlamaModel::load_from_file(backend, model, &LlamaModelParams::default()).expect("load model");
-    let load_ms = started.elapsed().as_secs_f64() * 1e3;
-    let params = LlamaContextParams::default()
-        .with_n_ctx(NonZeroU32::new(ctx_size))
-        .with_n_threads(threads)
-        .with_n_threads_batch(threads);
-    let mut ctx = model.new_context(backend, params).expect("context");
-    let mut sampler = LlamaSampler::greedy();
-    let mut piece = Vec::with_capacity(64);
-    // The same warm-up as the plugin's side (tests/guests/bench-speed): one token of another
-    // prompt, which pages the weights in and starts the thread team. The KV cache then keeps
-    // the prefix both prompts share (the BOS token), as the plugin's prefix reuse does, so both
-    // sides evaluate exactly the same tokens.
-    let warm = model.vocab().tokenize(b"Hi", true, true);
-    let mut batch = LlamaBatch::new(4096, 1);
-    for (i, t) in warm.iter().enumerate() {
-        batch.add(*t, i as i32, &[0], i + 1 == warm.len()).unwrap();
-    }
-    ctx.decode(&mut batch).expect("decode the warm-up prompt");
-    sampler.sample(&ctx, batch.n_tokens() - 1);
+    let model = LlamaModel::load_from_file(backend(), model, &LlamaModelParams::default()).expect("load model");
+    (model, started.elapsed().as_secs_f64() * 1e3)
+}
 
-    let start = std::time::Instant::now();
-    let tokens = model.vocab().tokenize(prompt.as_bytes(), true, true);
-    let reused = warm.iter().zip(&tokens).take_while(|(a, b)| a == b).count().min(tokens.len() - 1);
-    ctx.kv_cache_seq_rm(0, Some(reused as u32), None).expect("drop the warm-up's tokens");
-    batch.clear();
-    for (i, t) in tokens.iter().enumerate().skip(reused) {
-        batch.add(*t, i as i32, &[0], i + 1 == tokens.len()).unwrap();
+impl<'m> Bench<'m> {
+    /// A context, warmed as the guest warms its own: one token of another prompt, which
+    /// pages the weights in and starts the thread team.
+    pub fn new(model: &'m LlamaModel, ctx_size: u32, threads: i32) -> Self {
+        let params = LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(ctx_size))
+            .with_n_threads(threads)
+            .with_n_threads_batch(threads);
+        let ctx = model.new_context(backend(), params).expect("context");
+        let mut b = Bench {
+            model,
+            ctx,
+            sampler: LlamaSampler::greedy(),
+            batch: LlamaBatch::new(ctx_size as usize, 1),
+            piece: Vec::with_capacity(64),
+            cached: Vec::new(),
+            token: llama_cpp_2::token::LlamaToken(0),
+            pos: 0,
+        };
+        b.evaluate_from(b"Hi");
+        b
     }
-    ctx.decode(&mut batch).expect("decode prompt");
-    let mut token = sampler.sample(&ctx, batch.n_tokens() - 1);
-    model.vocab().token_to_piece_into(token, &mut piece, true, None);
-    let ttft_ms = start.elapsed().as_secs_f64() * 1e3;
-    on_first_token();
-    let mut pos = tokens.len() as i32;
-    let token_ms = (1..n_tokens)
-        .map(|_| {
-            let t = std::time::Instant::now();
-            batch.clear();
-            batch.add(token, pos, &[0], true).unwrap();
-            pos += 1;
-            ctx.decode(&mut batch).expect("decode");
-            token = sampler.sample(&ctx, 0);
-            piece.clear();
-            model.vocab().token_to_piece_into(token, &mut piece, true, None);
-            t.elapsed().as_secs_f64() * 1e3
-        })
-        .collect();
-    Speed { load_ms, prompt_tokens: tokens.len(), ttft_ms, token_ms }
+
+    /// Tokenize `text`, drop what the KV cache holds past the prefix the two share (keeping
+    /// at least the last token to evaluate, as the plugin's prefix reuse does), evaluate the
+    /// rest, sample and detokenize the next token. Returns the number of tokens.
+    fn evaluate_from(&mut self, text: &[u8]) -> usize {
+        let tokens = self.model.vocab().tokenize(text, true, true);
+        let reused = self.cached.iter().zip(&tokens).take_while(|(a, b)| a == b).count().min(tokens.len() - 1);
+        self.ctx.kv_cache_seq_rm(0, Some(reused as u32), None).expect("drop the cached tokens");
+        self.batch.clear();
+        for (i, t) in tokens.iter().enumerate().skip(reused) {
+            self.batch.add(*t, i as i32, &[0], i + 1 == tokens.len()).unwrap();
+        }
+        self.ctx.decode(&mut self.batch).expect("decode prompt");
+        self.token = self.sampler.sample(&self.ctx, self.batch.n_tokens() - 1);
+        self.piece.clear();
+        self.model.vocab().token_to_piece_into(self.token, &mut self.piece, true, None);
+        self.pos = tokens.len() as i32;
+        self.cached = tokens;
+        self.cached.len()
+    }
+
+    /// Time to first token for `prompt`, after the warm-up prompt (so that, as in the guest,
+    /// only the BOS token is reused from the cache): tokenizing, evaluating, sampling and
+    /// detokenizing the first token. Returns (prompt tokens, ms).
+    pub fn prompt(&mut self, prompt: &str) -> (usize, f64) {
+        self.evaluate_from(b"Hi");
+        let start = std::time::Instant::now();
+        let n = self.evaluate_from(prompt.as_bytes());
+        (n, start.elapsed().as_secs_f64() * 1e3)
+    }
+
+    /// The prompt evaluated again from its last token (the rest reused from the cache), as
+    /// the guest's whole `compute` on the same context does; not timed.
+    pub fn prompt_cached(&mut self, prompt: &str) {
+        self.evaluate_from(prompt.as_bytes());
+    }
+
+    /// `n` greedy steps after the first token (past end of generation too), each doing what
+    /// one `compute_single` does: evaluate the previous token, sample and detokenize the
+    /// next. Each step's time.
+    pub fn steps(&mut self, n: usize) -> Vec<f64> {
+        (0..n)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                self.batch.clear();
+                self.batch.add(self.token, self.pos, &[0], true).unwrap();
+                self.pos += 1;
+                self.ctx.decode(&mut self.batch).expect("decode");
+                self.token = self.sampler.sample(&self.ctx, 0);
+                self.piece.clear();
+                self.model.vocab().token_to_piece_into(self.token, &mut self.piece, true, None);
+                t.elapsed().as_secs_f64() * 1e3
+            })
+            .collect()
+    }
 }

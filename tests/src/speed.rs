@@ -1,8 +1,17 @@
 //! The speed harness: the same model, prompt, thread count and build measured natively and
-//! through WasmEdge (guest interpreted and AOT-compiled), each run a process of its own, the
-//! sides alternating run by run. Reports medians, ratios wasm/native (the median of each
-//! round's ratio), and writes
-//! `speed.json`, `speed.md` and `speed.png` into the results folder.
+//! through WasmEdge (guest interpreted and AOT-compiled). Two phases:
+//!
+//! - whole processes, the sides taking turns, for what only a process shows: model load,
+//!   exec → first token, peak memory, cold start;
+//! - paired measurements of speed: the three sides kept running side by side and asked in
+//!   turns for the same measurement (prompt, streamed tokens, a whole generation, a Whisper
+//!   transcription), so that each wasm figure has a native one taken seconds before or
+//!   after it. On a shared machine the speed of one process drifts by 10–20% over seconds,
+//!   which whole processes minutes apart cannot cancel out.
+//!
+//! Reports medians, ratios wasm/native (the median of each pair's ratio, with a 95%
+//! confidence interval), and writes `speed.json`, `speed.md` and `speed.png` into the results
+//! folder.
 //!
 //! Run in full by `scripts/bench.sh` (`cargo bench -p e2e --bench speed`); a quick form runs in
 //! the tests (`tests/speed_harness.rs`), which checks that every figure is produced.
@@ -21,7 +30,10 @@ pub const PROMPT: &str = "<|im_start|>system\nYou are a helpful assistant who an
 pub const SPEECH_SAMPLE: &str = "long.wav";
 
 pub struct Config {
+    /// Whole-process rounds (load, exec → first token, peak memory, cold start).
     pub runs: usize,
+    /// Paired measurements of speed (prompt, decode, streaming, Whisper).
+    pub pairs: usize,
     pub tokens: usize,
     pub threads: u32,
     pub out_dir: PathBuf,
@@ -39,6 +51,8 @@ struct Run {
     peak_rss_kib: i64,
 }
 
+// The child is reaped by wait4 below, which clippy does not see.
+#[allow(clippy::zombie_processes)]
 fn run(mut cmd: Command) -> Run {
     cmd.current_dir(root()).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let started = Instant::now();
@@ -84,21 +98,10 @@ fn get(r: &Run, k: &str) -> f64 {
     r.figures.get(k).and_then(Value::as_f64).unwrap_or_else(|| panic!("no figure '{k}' in {:?}", r.figures))
 }
 
-/// Generation figures of one run.
-fn gen_figures(r: &Run, tokens: usize, native: bool) -> Map<String, Value> {
-    let ttft = get(r, "ttft_ms");
-    let decode_tok_s = if native {
-        (tokens - 1) as f64 / get(r, "decode_ms") * 1e3
-    } else {
-        (get(r, "compute_tokens") - 1.0) / (get(r, "compute_ms") - get(r, "compute_prompt_ms")) * 1e3
-    };
+/// What a whole process shows: loading, exec → first token, peak memory.
+fn process_figures(r: &Run) -> Map<String, Value> {
     let mut m = Map::new();
-    m.insert("prompt_tokens".into(), json!(get(r, "prompt_tokens")));
     m.insert("load_ms".into(), json!(get(r, "load_ms")));
-    m.insert("ttft_ms".into(), json!(ttft));
-    m.insert("prompt_tok_s".into(), json!(get(r, "prompt_tokens") / ttft * 1e3));
-    m.insert("decode_tok_s".into(), json!(decode_tok_s));
-    m.insert("stream_token_ms".into(), json!(get(r, "stream_token_ms")));
     m.insert("exec_to_first_token_ms".into(), json!(r.first_token_ms.expect("a first_token line")));
     m.insert("peak_rss_mib".into(), json!(r.peak_rss_kib as f64 / 1024.0));
     m
@@ -131,6 +134,99 @@ fn native_command(bin: &Path) -> Command {
     }
 }
 
+/// A side kept running for the paired measurements (`llama-native --serve`, the guest's
+/// `serve-gen`, ...): it answers one command line at a time with `label: value` lines and
+/// `done`, and sleeps in between.
+struct Server {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: BufReader<std::process::ChildStdout>,
+    what: String,
+}
+
+impl Server {
+    fn start(mut cmd: Command) -> Self {
+        cmd.current_dir(root()).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        let (stdin, stdout) = (child.stdin.take().unwrap(), BufReader::new(child.stdout.take().unwrap()));
+        Server { child, stdin, stdout, what: format!("{cmd:?}") }
+    }
+
+    /// The figures `command` answers with.
+    fn ask(&mut self, command: &str) -> Map<String, Value> {
+        use std::io::Write;
+        writeln!(self.stdin, "{command}").and_then(|()| self.stdin.flush()).unwrap_or_else(|e| {
+            panic!("{} stopped before `{command}`: {e}", self.what);
+        });
+        let mut figures = Map::new();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n = self.stdout.read_line(&mut line).unwrap_or(0);
+            assert!(n > 0, "{} stopped answering `{command}` (see its stderr above)", self.what);
+            match line.trim_end().split_once(": ") {
+                None if line.trim_end() == "done" => return figures,
+                Some((k, v)) => {
+                    let v: f64 = v.trim().parse().unwrap_or_else(|_| panic!("{}: not a number: {line}", self.what));
+                    figures.insert(k.to_string(), json!(v));
+                }
+                None => panic!("{}: unexpected answer {line:?} to `{command}`", self.what),
+            }
+        }
+    }
+
+    fn quit(mut self) {
+        use std::io::Write;
+        let _ = writeln!(self.stdin, "quit");
+        drop(self.stdin);
+        let status = self.child.wait().expect("wait for a server");
+        assert!(status.success(), "{} failed: {status}", self.what);
+    }
+}
+
+/// Longer than OpenMP's helper threads spin after a computation before they sleep.
+const PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The paired measurements: the three sides kept running side by side, asked in turns
+/// (the order rotating) for the same measurement, so each wasm figure has a native one
+/// taken a second or two before or after it. Returns, per side, per command, each answer.
+fn paired(servers: Vec<Server>, commands: &[&str], pairs: usize) -> Vec<Vec<Vec<Map<String, Value>>>> {
+    let mut servers = servers;
+    // One unrecorded round first: the sides start (and load) all at once, and a side asked
+    // first would be measured while the others are still loading.
+    for server in &mut servers {
+        commands.iter().for_each(|c| drop(server.ask(c)));
+    }
+    let mut answers = vec![vec![Vec::with_capacity(pairs); commands.len()]; servers.len()];
+    for i in 0..pairs {
+        for (c, command) in commands.iter().enumerate() {
+            for k in 0..servers.len() {
+                let side = (i + c + k) % servers.len();
+                // A pause first: OpenMP's helper threads spin for a while after a
+                // computation; the side asked next should not share the cores with them.
+                std::thread::sleep(PAUSE);
+                answers[side][c].push(servers[side].ask(command));
+            }
+        }
+    }
+    servers.into_iter().for_each(Server::quit);
+    answers
+}
+
+/// The median of `v` and a 95% confidence interval for it (by order statistics: the ranks
+/// n/2 ± 0.98·√n, the sign test's interval), as [median, low, high].
+fn median_ci(mut v: Vec<f64>) -> [f64; 3] {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n == 0 {
+        return [f64::NAN; 3];
+    }
+    let half = 0.98 * (n as f64).sqrt();
+    let low = ((n as f64 / 2.0 - half).floor().max(0.0)) as usize;
+    let high = ((n as f64 / 2.0 + half).ceil() as usize).min(n - 1);
+    [v[n / 2], v[low], v[high]]
+}
+
 /// Run the harness; the report (also written to `out_dir`).
 pub fn measure(cfg: &Config) -> Value {
     std::fs::create_dir_all(&cfg.out_dir).expect("results folder");
@@ -156,38 +252,25 @@ pub fn measure(cfg: &Config) -> Value {
     let prompt = PROMPT;
     let llm = ggml_preload("default", SMOLLM2);
     let asr = format!("asr:Whisper:AUTO:{}", model(WHISPER_TINY_EN));
+    let wasm_side = |side: usize| if side == 1 { &interpreted } else { &aot };
 
+    // Whole processes: what only a process shows (loading, exec → first token, peak memory,
+    // cold start).
     let mut gen: Vec<Vec<Map<String, Value>>> = vec![Vec::new(); 3];
-    let mut rtf: Vec<Vec<f64>> = vec![Vec::new(); 3];
     let (mut cold, mut cold_bare) = (Vec::new(), Vec::new());
     for round in 0..cfg.runs {
         // The sides take turns going first: on a machine whose clock or caches favour whatever
         // runs first (or after a pause), a fixed order would bias the medians.
         for k in 0..3 {
             let side = (round + k) % 3;
-            // Generation.
             let r = if side == 0 {
                 let mut native = native_command(&cfg.llama_native);
                 native.arg(&model_path).args([prompt, &tokens, &threads]);
                 run(native)
             } else {
-                let wasm = if side == 1 { &interpreted } else { &aot };
-                run(wasmedge(&llm, wasm, &["gen", "default", prompt, &tokens, &threads]))
+                run(wasmedge(&llm, wasm_side(side), &["gen", "default", prompt, &tokens, &threads]))
             };
-            gen[side].push(gen_figures(&r, cfg.tokens, side == 0));
-        }
-        for k in 0..3 {
-            let side = (round + k) % 3;
-            // Whisper's real-time factor (transcription time / audio time).
-            let (r, key) = if side == 0 {
-                let mut native = native_command(&cfg.whisper_native);
-                native.args([model(WHISPER_TINY_EN).as_str(), &wav, &threads, "5", "--time"]);
-                (run(native), "full_ms")
-            } else {
-                let wasm = if side == 1 { &interpreted } else { &aot };
-                (run(wasmedge(&asr, wasm, &["asr", "asr", &wav, &threads])), "transcribe_ms")
-            };
-            rtf[side].push(get(&r, key) / get(&r, "audio_ms"));
+            gen[side].push(process_figures(&r));
         }
         // Cold start, no model: exec to exit of a guest that does nothing (with the plugin),
         // and of an empty module without plugins (WasmEdge alone).
@@ -197,51 +280,92 @@ pub fn measure(cfg: &Config) -> Value {
         cold_bare.push(run(bare).wall_ms);
     }
 
+    // Paired: speed, each wasm figure next to a native one.
+    let gen_servers = (0..3)
+        .map(|side| {
+            Server::start(if side == 0 {
+                let mut native = native_command(&cfg.llama_native);
+                native.arg("--serve").arg(&model_path).args([prompt, &tokens, &threads]);
+                native
+            } else {
+                wasmedge(&llm, wasm_side(side), &["serve-gen", "default", prompt, &tokens, &threads])
+            })
+        })
+        .collect();
+    let gen_pairs = paired(gen_servers, &["prompt", "stream", "decode"], cfg.pairs);
+    let asr_servers = (0..3)
+        .map(|side| {
+            Server::start(if side == 0 {
+                let mut native = native_command(&cfg.whisper_native);
+                native.args(["--serve", model(WHISPER_TINY_EN).as_str(), &wav, &threads]);
+                native
+            } else {
+                wasmedge(&asr, wasm_side(side), &["serve-asr", "asr", &wav, &threads])
+            })
+        })
+        .collect();
+    let asr_pairs = paired(asr_servers, &["asr"], cfg.pairs);
+    let audio_ms = audio_ms(&root().join(&wav));
+
+    // Per side, per pair: the speed figures.
+    let speed: Vec<Vec<Map<String, Value>>> = (0..3)
+        .map(|side| {
+            (0..cfg.pairs)
+                .map(|i| {
+                    let (p, st, d) = (&gen_pairs[side][0][i], &gen_pairs[side][1][i], &gen_pairs[side][2][i]);
+                    let a = &asr_pairs[side][0][i];
+                    let f = |m: &Map<String, Value>, k: &str| m[k].as_f64().unwrap();
+                    let mut m = Map::new();
+                    m.insert("prompt_tokens".into(), json!(f(p, "prompt_tokens")));
+                    m.insert("ttft_ms".into(), json!(f(p, "ttft_ms")));
+                    m.insert("prompt_tok_s".into(), json!(f(p, "prompt_tokens") / f(p, "ttft_ms") * 1e3));
+                    m.insert("decode_tok_s".into(), json!(f(d, "decode_tokens") / f(d, "decode_ms") * 1e3));
+                    m.insert("stream_token_ms".into(), json!(f(st, "stream_token_ms")));
+                    m.insert("whisper_rtf".into(), json!(f(a, "transcribe_ms") / audio_ms));
+                    m
+                })
+                .collect()
+        })
+        .collect();
+
     let mut sides = Map::new();
     for (i, name) in SIDES.iter().enumerate() {
         let mut m = medians(&gen[i]);
-        m.insert("whisper_rtf".into(), json!(median(rtf[i].clone())));
+        m.extend(medians(&speed[i]));
         sides.insert(name.to_string(), Value::Object(m));
     }
-    // Each ratio is the median over rounds of that round's wasm/native ratio: the two runs of
-    // a round are minutes apart at most, so a slow drift of the machine (other tenants, clock
-    // changes) cancels out instead of landing on whichever side ran during it.
-    let paired = |side: usize, key: &str, higher_is_better: bool| {
-        let per_round = (0..cfg.runs).map(|r| {
-            let (w, n) = (gen[side][r][key].as_f64().unwrap(), gen[0][r][key].as_f64().unwrap());
+    // Each ratio is the median over pairs of that pair's wasm/native ratio (higher is
+    // better for wasm), with its 95% confidence interval.
+    let ratio = |side: usize, key: &str, higher_is_better: bool| {
+        let per_pair = (0..cfg.pairs).map(|i| {
+            let (w, n) = (speed[side][i][key].as_f64().unwrap(), speed[0][i][key].as_f64().unwrap());
             if higher_is_better {
                 w / n
             } else {
                 n / w
             }
         });
-        median(per_round.collect())
+        median_ci(per_pair.collect())
     };
-    let mut ratios = Map::new();
+    let (mut ratios, mut intervals) = (Map::new(), Map::new());
     for (i, side) in SIDES.iter().enumerate().skip(1) {
-        ratios.insert(
-            side.to_string(),
-            json!({
-                "prompt": paired(i, "prompt_tok_s", true),
-                "decode": paired(i, "decode_tok_s", true),
-                "streaming": paired(i, "stream_token_ms", false),
-                "whisper_rtf": median((0..cfg.runs).map(|r| rtf[0][r] / rtf[i][r]).collect()),
-            }),
-        );
+        let r = [
+            ("prompt", ratio(i, "prompt_tok_s", true)),
+            ("decode", ratio(i, "decode_tok_s", true)),
+            ("streaming", ratio(i, "stream_token_ms", false)),
+            ("whisper_rtf", ratio(i, "whisper_rtf", false)),
+        ];
+        ratios.insert(side.to_string(), r.iter().map(|(k, v)| (k.to_string(), json!(v[0]))).collect());
+        intervals.insert(side.to_string(), r.iter().map(|(k, v)| (k.to_string(), json!([v[1], v[2]]))).collect());
     }
-    // Every round's figures, for judging the spread behind the medians.
-    let rounds: Map<String, Value> = SIDES
-        .iter()
-        .enumerate()
-        .map(|(i, name)| {
-            let runs = gen[i].iter().zip(&rtf[i]).map(|(g, r)| {
-                let mut g = g.clone();
-                g.insert("whisper_rtf".into(), json!(r));
-                Value::Object(g)
-            });
-            (name.to_string(), Value::Array(runs.collect()))
-        })
-        .collect();
+    // Every figure behind the medians, for judging their spread.
+    let keep = |runs: &[Vec<Map<String, Value>>]| -> Map<String, Value> {
+        SIDES
+            .iter()
+            .zip(runs)
+            .map(|(name, r)| (name.to_string(), Value::Array(r.iter().cloned().map(Value::Object).collect())))
+            .collect()
+    };
     let report = json!({
         "model": SMOLLM2,
         "whisper_model": WHISPER_TINY_EN,
@@ -249,16 +373,25 @@ pub fn measure(cfg: &Config) -> Value {
         "tokens": cfg.tokens,
         "threads": cfg.threads,
         "runs": cfg.runs,
+        "pairs": cfg.pairs,
         "cores": std::thread::available_parallelism().map_or(1, |n| n.get()),
         "cpu": cpu_name(),
         "sides": sides,
         "ratios_wasm_over_native": ratios,
+        "ratios_ci95": intervals,
         "cold_start_ms": { "wasmedge_with_plugin": median(cold), "wasmedge_without_plugins": median(cold_bare) },
-        "rounds": rounds,
+        "rounds": keep(&gen),
+        "paired": keep(&speed),
     });
     write(cfg, &report);
     let _ = std::fs::remove_dir_all(&scratch);
     report
+}
+
+/// The length of a 16 kHz mono 16-bit WAV file's audio, in ms.
+fn audio_ms(wav: &Path) -> f64 {
+    let bytes = std::fs::metadata(wav).unwrap_or_else(|e| panic!("{}: {e}", wav.display())).len();
+    (bytes - 44) as f64 / 2.0 / 16.0
 }
 
 fn cpu_name() -> String {
@@ -294,10 +427,14 @@ pub fn table(r: &Value) -> String {
             cell("wasm_aot")
         ));
     }
-    md.push_str("\n| wasm / native | interpreted | AOT |\n|---|---:|---:|\n");
+    md.push_str("\n| wasm / native (95% interval) | interpreted | AOT |\n|---|---:|---:|\n");
     for k in ["prompt", "decode", "streaming", "whisper_rtf"] {
-        let ratio = |side: &str| r["ratios_wasm_over_native"][side][k].as_f64().unwrap_or(f64::NAN);
-        md.push_str(&format!("| {k} | {:.3} | {:.3} |\n", ratio("wasm_interpreted"), ratio("wasm_aot")));
+        let ratio = |side: &str| {
+            let v = |x: &Value| x.as_f64().unwrap_or(f64::NAN);
+            let ci = &r["ratios_ci95"][side][k];
+            format!("{:.3} ({:.3}–{:.3})", v(&r["ratios_wasm_over_native"][side][k]), v(&ci[0]), v(&ci[1]))
+        };
+        md.push_str(&format!("| {k} | {} | {} |\n", ratio("wasm_interpreted"), ratio("wasm_aot")));
     }
     let c = &r["cold_start_ms"];
     md.push_str(&format!(
@@ -306,11 +443,12 @@ pub fn table(r: &Value) -> String {
         c["wasmedge_without_plugins"].as_f64().unwrap_or(f64::NAN)
     ));
     md.push_str(&format!(
-        "\n{}, a {}-token prompt, {} greedy tokens, {} threads, medians of {} runs (ratios: medians of each round's ratio); {}; {} cores ({}).\n",
+        "\n{}, a {}-token prompt, {} greedy tokens, {} threads; speed: medians of {} paired measurements (ratios: medians of each pair's ratio); load, exec → first token, memory and cold start: medians of {} processes; {}; {} cores ({}).\n",
         r["model"].as_str().unwrap_or(""),
         r["prompt_tokens"],
         r["tokens"],
         r["threads"],
+        r["pairs"],
         r["runs"],
         r["whisper_model"].as_str().unwrap_or(""),
         r["cores"],

@@ -9,6 +9,7 @@ fn the_speed_harness_produces_every_figure() {
     let out = tempfile::tempdir().unwrap();
     let cfg = Config {
         runs: 1,
+        pairs: 1,
         tokens: 8,
         threads: 2,
         out_dir: out.path().to_path_buf(),

@@ -3,15 +3,21 @@
 //!
 //!     bench-speed.wasm noop
 //!     bench-speed.wasm gen NAME PROMPT TOKENS THREADS
-//!     bench-speed.wasm asr NAME WAV_FILE THREADS
+//!     bench-speed.wasm serve-gen NAME PROMPT TOKENS THREADS
+//!     bench-speed.wasm serve-asr NAME WAV_FILE THREADS
 //!
-//! `gen` prints `first_token` the moment the first streamed token arrives (the harness
-//! timestamps it from exec), then: `load_ms` (load_by_name), `prompt_tokens`, `ttft_ms`
-//! (prompt evaluation and the first token, through `compute_single`), `stream_token_ms` (the
-//! median later `compute_single` + `get_output_single`), `compute_ms` and `compute_prompt_ms`
-//! (a whole `compute` of TOKENS tokens, and its prompt part as output 1 reports it). One
-//! context does it all, warmed first (its llama.cpp context made), as natively.
-//! `asr` prints `transcribe_ms` (one `compute`) and `audio_ms`.
+//! `gen` loads the graph by name, makes and warms a context, streams the first token of
+//! PROMPT, prints `first_token` (the harness timestamps it from exec) and `load_ms`
+//! (load_by_name), and exits.
+//!
+//! The serving forms make and warm one context (its llama.cpp context made, as natively), then
+//! answer one line of stdin at a time, ending each answer with `done`, as `llama-native
+//! --serve` and `whisper-native --serve` do (the harness's paired measurements):
+//! `prompt` → `prompt_tokens`, `ttft_ms` (prompt evaluation and the first token, through
+//! `compute_single`); `stream` → `stream_token_ms` (the median later `compute_single` +
+//! `get_output_single`); `decode` → `decode_ms`, `decode_tokens` (a whole `compute` of
+//! TOKENS tokens, less its prompt part as output 1 reports it); `asr` → `transcribe_ms` (one
+//! `compute`); `quit`.
 
 use std::io::Write;
 use std::time::Instant;
@@ -41,58 +47,15 @@ fn warm(graph: &Graph, config: &str) -> GraphExecutionContext {
 }
 
 fn gen(name: &str, prompt: &str, tokens: usize, threads: u32) {
-    let config =
-        format!(r#"{{"temp": 0, "n-predict": {tokens}, "ignore-eos": true, "threads": {threads}, "ctx-size": 4096}}"#);
     let started = Instant::now();
     let graph =
         GraphBuilder::new(GraphEncoding::Ggml, ExecutionTarget::AUTO).build_from_cache(name).expect("load_by_name");
     let load_ms = ms(started);
-
-    // Streaming: time to first token, then each later token.
-    let mut ctx = warm(&graph, &config);
+    let mut ctx = warm(&graph, &gen_config(tokens, threads));
     let mut buf = vec![0u8; 256];
-    ctx.set_input(0, TensorType::U8, &[1], prompt.as_bytes()).expect("prompt");
-    let t = Instant::now();
-    ctx.compute_single().expect("first token");
-    ctx.get_output_single(0, &mut buf).expect("get_output_single");
-    let ttft_ms = ms(t);
+    first_token(&mut ctx, prompt, &mut buf);
     println!("first_token");
-    let _ = std::io::stdout().flush();
-    let mut steps = Vec::with_capacity(tokens);
-    loop {
-        let t = Instant::now();
-        match ctx.compute_single() {
-            Ok(()) => {
-                ctx.get_output_single(0, &mut buf).expect("get_output_single");
-                steps.push(ms(t));
-            }
-            Err(Error::BackendError(BackendError::EndOfSequence)) => break,
-            Err(e) => panic!("compute_single: {e}"),
-        }
-    }
-    ctx.fini_single().expect("fini_single");
-    let meta = String::from_utf8(out(&ctx, 1)).unwrap();
-    let prompt_tokens = field(&meta, "input_tokens");
-    let stream_prompt_ms = field(&meta, "prompt_ms");
-    steps.sort_by(f64::total_cmp);
-
-    // A whole compute on the same context (one KV cache, as natively; the prompt is reused
-    // from the cache, and output 1's prompt time is taken off the total).
-    ctx.set_input(0, TensorType::U8, &[1], prompt.as_bytes()).expect("prompt");
-    let t = Instant::now();
-    ctx.compute().expect("compute");
-    let compute_ms = ms(t);
-    let meta = String::from_utf8(out(&ctx, 1)).unwrap();
-
     println!("load_ms: {load_ms:.3}");
-    println!("prompt_tokens: {prompt_tokens}");
-    println!("ttft_ms: {ttft_ms:.3}");
-    println!("stream_prompt_ms: {stream_prompt_ms}");
-    println!("stream_tokens: {}", steps.len() + 1);
-    println!("stream_token_ms: {:.4}", steps.get(steps.len() / 2).copied().unwrap_or(f64::NAN));
-    println!("compute_ms: {compute_ms:.3}");
-    println!("compute_prompt_ms: {}", field(&meta, "prompt_ms"));
-    println!("compute_tokens: {}", field(&meta, "output_tokens"));
 }
 
 /// A number from output 1's JSON (no serde in this guest).
@@ -101,7 +64,93 @@ fn field(json: &str, key: &str) -> String {
     json[at..].chars().take_while(|c| c.is_ascii_digit() || *c == '.' || *c == '-').collect()
 }
 
-fn asr(name: &str, wav: &str, threads: u32) {
+/// The generation config of the harness's contexts.
+fn gen_config(tokens: usize, threads: u32) -> String {
+    format!(r#"{{"temp": 0, "n-predict": {tokens}, "ignore-eos": true, "threads": {threads}, "ctx-size": 4096}}"#)
+}
+
+/// One streamed first token of `prompt`, after the warm-up prompt (so that only the BOS
+/// token is reused from the cache, as natively): its time in ms.
+fn first_token(ctx: &mut GraphExecutionContext, prompt: &str, buf: &mut [u8]) -> f64 {
+    ctx.set_input(0, TensorType::U8, &[1], b"Hi").expect("warm-up prompt");
+    ctx.compute_single().expect("warm-up token");
+    ctx.fini_single().expect("fini_single");
+    // From handing over the prompt (the plugin tokenizes it there) to the first token, as
+    // natively from tokenizing to the first token.
+    let t = Instant::now();
+    ctx.set_input(0, TensorType::U8, &[1], prompt.as_bytes()).expect("prompt");
+    ctx.compute_single().expect("first token");
+    ctx.get_output_single(0, buf).expect("get_output_single");
+    ms(t)
+}
+
+/// Each later streamed token's time, until the end of the stream (which it finishes).
+fn stream_steps(ctx: &mut GraphExecutionContext, buf: &mut [u8]) -> Vec<f64> {
+    let mut steps = Vec::with_capacity(1024);
+    loop {
+        let t = Instant::now();
+        match ctx.compute_single() {
+            Ok(()) => {
+                ctx.get_output_single(0, buf).expect("get_output_single");
+                steps.push(ms(t));
+            }
+            Err(Error::BackendError(BackendError::EndOfSequence)) => break,
+            Err(e) => panic!("compute_single: {e}"),
+        }
+    }
+    ctx.fini_single().expect("fini_single");
+    steps
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn serve(mut answer: impl FnMut(&str) -> bool) {
+    for line in std::io::stdin().lines().map_while(Result::ok) {
+        if line.trim() == "quit" || !answer(line.trim()) {
+            return;
+        }
+        println!("done");
+        let _ = std::io::stdout().flush();
+    }
+}
+
+fn serve_gen(name: &str, prompt: &str, tokens: usize, threads: u32) {
+    let graph =
+        GraphBuilder::new(GraphEncoding::Ggml, ExecutionTarget::AUTO).build_from_cache(name).expect("load_by_name");
+    let mut ctx = warm(&graph, &gen_config(tokens, threads));
+    let mut buf = vec![0u8; 256];
+    serve(|command| {
+        match command {
+            "prompt" => {
+                let ttft = first_token(&mut ctx, prompt, &mut buf);
+                ctx.fini_single().expect("fini_single");
+                let n = field(&String::from_utf8(out(&ctx, 1)).unwrap(), "input_tokens");
+                println!("prompt_tokens: {n}\nttft_ms: {ttft:.3}");
+            }
+            "stream" => {
+                first_token(&mut ctx, prompt, &mut buf);
+                println!("stream_token_ms: {:.4}", median(stream_steps(&mut ctx, &mut buf)));
+            }
+            "decode" => {
+                ctx.set_input(0, TensorType::U8, &[1], prompt.as_bytes()).expect("prompt");
+                let t = Instant::now();
+                ctx.compute().expect("compute");
+                let compute_ms = ms(t);
+                let meta = String::from_utf8(out(&ctx, 1)).unwrap();
+                let prompt_ms: f64 = field(&meta, "prompt_ms").parse().unwrap();
+                let tokens: f64 = field(&meta, "output_tokens").parse().unwrap();
+                println!("decode_ms: {:.3}\ndecode_tokens: {}", compute_ms - prompt_ms, tokens - 1.0);
+            }
+            other => panic!("unknown command {other:?}"),
+        }
+        true
+    });
+}
+
+fn serve_asr(name: &str, wav: &str, threads: u32) {
     let audio = std::fs::read(wav).expect("the WAV file");
     let graph = GraphBuilder::new(GraphEncoding::Whisper, ExecutionTarget::AUTO)
         .config(format!(r#"{{"threads": {threads}}}"#))
@@ -109,12 +158,13 @@ fn asr(name: &str, wav: &str, threads: u32) {
         .expect("load_by_name");
     let mut ctx = graph.init_execution_context().unwrap();
     ctx.set_input(0, TensorType::F32, &[1, audio.len()], &audio).unwrap();
-    let t = Instant::now();
-    ctx.compute().expect("compute");
-    println!("transcribe_ms: {:.3}", ms(t));
-    // 16-bit mono 16 kHz with a 44-byte header (the harness's sample).
-    println!("audio_ms: {:.3}", (audio.len() - 44) as f64 / 2.0 / 16.0);
-    assert!(!out(&ctx, 0).is_empty(), "empty transcript");
+    serve(|command| {
+        assert_eq!(command, "asr", "unknown command");
+        let t = Instant::now();
+        ctx.compute().expect("compute");
+        println!("transcribe_ms: {:.3}", ms(t));
+        true
+    });
 }
 
 fn main() {
@@ -122,7 +172,10 @@ fn main() {
     match args.get(1).map(String::as_str) {
         Some("noop") => {}
         Some("gen") => gen(&args[2], &args[3], args[4].parse().unwrap(), args[5].parse().unwrap()),
-        Some("asr") => asr(&args[2], &args[3], args[4].parse().unwrap()),
-        _ => panic!("usage: noop | gen NAME PROMPT TOKENS THREADS | asr NAME WAV THREADS"),
+        Some("serve-gen") => serve_gen(&args[2], &args[3], args[4].parse().unwrap(), args[5].parse().unwrap()),
+        Some("serve-asr") => serve_asr(&args[2], &args[3], args[4].parse().unwrap()),
+        _ => panic!(
+            "usage: noop | gen NAME PROMPT TOKENS THREADS | serve-gen NAME PROMPT TOKENS THREADS | serve-asr NAME WAV THREADS"
+        ),
     }
 }
