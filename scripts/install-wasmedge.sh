@@ -1,27 +1,35 @@
 #!/usr/bin/env bash
-# Provide WasmEdge 0.14.1 (CLI, libwasmedge, C headers) at $WASMEDGE_PREFIX. Idempotent.
+# Provide WasmEdge (CLI, libwasmedge, C headers) in a prefix. Idempotent.
+#
+#   scripts/install-wasmedge.sh            the project's WasmEdge ($WASMEDGE_VERSION, 0.14.1)
+#                                          at $WASMEDGE_PREFIX
+#   scripts/install-wasmedge.sh 0.17.1     another supported version, at
+#                                          $NN_CACHE/wasmedge-0.17.1 (the plugin serves both)
 #
 #  1. a matching install is already at the prefix              -> nothing to do
 #  2. a matching install elsewhere ($WASMEDGE_DIR, ~/.wasmedge,
 #     /usr/local, /usr)                                        -> the prefix links to it
 #  3. the distribution packages it (Debian 13, Ubuntu 24.04+)  -> apt-get install, then 2
-#  4. Debian 12: no package, and the upstream release downloads are out of reach. Debian 13's
-#     *binary* packages (and their library closure: glibc 2.38+, libstdc++ 14, LLVM 19) are
-#     unpacked into a private prefix; bin/wasmedge runs under that prefix's own loader.
-#     The system's apt sources are not touched: trixie's index goes to a private apt state dir.
+#  4. Debian 12: no package, and the upstream release downloads are out of reach. Debian's
+#     *binary* packages of a newer release (0.14.1: Debian 13 "trixie", with glibc 2.38+,
+#     libstdc++ 14, LLVM 19; 0.17.1: Debian unstable "sid", with LLVM 21) and their library
+#     closure are unpacked into a private prefix; bin/wasmedge runs under that prefix's own
+#     loader. The system's apt sources are not touched: the index goes to a private apt
+#     state dir.
 #
 # Layout of a private prefix (4):
-#   bin/wasmedge        trixie CLI; PT_INTERP -> trixie/lib/ld-linux, RPATH -> trixie/lib
+#   bin/wasmedge        the CLI; PT_INTERP -> trixie/lib/ld-linux, RPATH -> trixie/lib
 #   bin/trixie-run      runs a program (e.g. a Rust test linking libwasmedge) under that loader
 #   lib/libwasmedge.so* ONLY these. Build scripts put this folder on LD_LIBRARY_PATH for the
 #                       compiler; trixie's libc there would crash it.
-#   trixie/lib/         trixie ld.so, libc, libstdc++, libLLVM-19... (libLLVM finds its
-#                       dependencies via $ORIGIN/../lib: keep this name)
+#   trixie/lib/         the newer release's ld.so, libc, libstdc++, libLLVM... (libLLVM finds
+#                       its dependencies via $ORIGIN/../lib: keep this name, also for sid's)
 #   include/wasmedge/   C API headers
 #   plugin/             WasmEdge's default plugin folder for this prefix
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
-WANT=$WASMEDGE_VERSION
+WANT=${1:-$WASMEDGE_VERSION}
+if [ "$WANT" = "$WASMEDGE_VERSION" ]; then PREFIX=$WASMEDGE_PREFIX; else PREFIX=$NN_CACHE/wasmedge-$WANT; fi
 log() { echo "[install-wasmedge] $*" >&2; }
 
 version_of() { "$1" --version 2>/dev/null | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -n1; }
@@ -41,18 +49,33 @@ complete_install() {
 link_prefix() {
   local d=$1 lib
   lib=$(libdir_of "$d")
-  rm -rf "$WASMEDGE_PREFIX"; mkdir -p "$WASMEDGE_PREFIX"/{bin,lib,plugin}
-  ln -s "$d/bin/wasmedge" "$WASMEDGE_PREFIX/bin/wasmedge"
-  ln -s "$d/include" "$WASMEDGE_PREFIX/include"
-  for f in "$lib"/libwasmedge.so*; do ln -s "$f" "$WASMEDGE_PREFIX/lib/"; done
+  rm -rf "$PREFIX"; mkdir -p "$PREFIX"/{bin,lib,plugin}
+  ln -s "$d/bin/wasmedge" "$PREFIX/bin/wasmedge"
+  ln -s "$d/include" "$PREFIX/include"
+  for f in "$lib"/libwasmedge.so*; do ln -s "$f" "$PREFIX/lib/"; done
   # No private loader needed: trixie-run just runs the program.
-  printf '#!/bin/sh\nexec "$@"\n' > "$WASMEDGE_PREFIX/bin/trixie-run"; chmod +x "$WASMEDGE_PREFIX/bin/trixie-run"
+  printf '#!/bin/sh\nexec "$@"\n' > "$PREFIX/bin/trixie-run"; chmod +x "$PREFIX/bin/trixie-run"
   log "using the WasmEdge $WANT installed under $d"
 }
 
+case $WANT in
+  0.14.1)
+    SUITE=trixie
+    # The runtime closure, listed exactly (~41 MB).
+    PKGS="wasmedge libwasmedge0 libwasmedge-dev libc6 libgcc-s1 gcc-14-base
+          libstdc++6 libllvm19 libedit2 libffi8 libxml2 libz3-4 libzstd1 zlib1g
+          libbsd0 libmd0 libtinfo6 liblzma5 libspdlog1.15 libfmt10" ;;
+  0.17.1)
+    SUITE=sid
+    PKGS="wasmedge libwasmedge0 libwasmedge-dev libc6 libgcc-s1 gcc-16-base
+          libstdc++6 libllvm21 libedit2 libffi8 libxml2-16 libz3-4 libzstd1 zlib1g
+          libbsd0 libmd0 libtinfo6 liblzma5 libspdlog1.15 libfmt11" ;;
+  *) log "WasmEdge $WANT: this script knows 0.14.1 and 0.17.1"; exit 1 ;;
+esac
+
 # 1.
-if complete_install "$WASMEDGE_PREFIX"; then
-  log "WasmEdge $WANT ready at $WASMEDGE_PREFIX"; exit 0
+if complete_install "$PREFIX"; then
+  log "WasmEdge $WANT ready at $PREFIX"; exit 0
 fi
 # 2.
 for d in ${WASMEDGE_DIR:-} "$HOME/.wasmedge" /usr/local /usr; do
@@ -81,26 +104,27 @@ MIRROR=${DEBIAN_MIRROR:-$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d
 [ -n "$MIRROR" ] || { log "set DEBIAN_MIRROR to your Debian mirror"; exit 1; }
 command -v patchelf >/dev/null || { $SUDO apt-get update -qq; $SUDO apt-get install -y -qq patchelf >/dev/null; }
 
-log "unpacking Debian 13's WasmEdge $WANT into $WASMEDGE_PREFIX (from $MIRROR)"
+log "unpacking Debian $SUITE's WasmEdge $WANT into $PREFIX (from $MIRROR)"
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/apt/lists/partial" "$work/apt/cache/archives/partial" \
          "$work/apt/etc/preferences.d" "$work/debs" "$work/root"
-printf 'Types: deb\nURIs: %s\nSuites: trixie\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
-  "$MIRROR" > "$work/apt/etc/trixie.sources"
-APT_OPTS=(-o Dir::Etc::SourceList="$work/apt/etc/trixie.sources" -o Dir::Etc::SourceParts=/dev/null
+printf 'Types: deb\nURIs: %s\nSuites: %s\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+  "$MIRROR" "$SUITE" > "$work/apt/etc/newer.sources"
+APT_OPTS=(-o Dir::Etc::SourceList="$work/apt/etc/newer.sources" -o Dir::Etc::SourceParts=/dev/null
           -o Dir::Etc::PreferencesParts="$work/apt/etc/preferences.d"
           -o Dir::State::Lists="$work/apt/lists" -o Dir::Cache="$work/apt/cache"
           -o Dir::State::status=/dev/null -o APT::Sandbox::User=root)
 apt-get "${APT_OPTS[@]}" -qq update
-# The runtime closure, listed exactly (~41 MB).
-PKGS="wasmedge libwasmedge0 libwasmedge-dev libc6 libgcc-s1 gcc-14-base
-      libstdc++6 libllvm19 libedit2 libffi8 libxml2 libz3-4 libzstd1 zlib1g
-      libbsd0 libmd0 libtinfo6 liblzma5 libspdlog1.15 libfmt10"
 ( cd "$work/debs" && apt-get "${APT_OPTS[@]}" -qq download $PKGS )
 for d in "$work"/debs/*.deb; do dpkg-deb -x "$d" "$work/root"; done
 test -x "$work/root/usr/bin/wasmedge"
+got=$(dpkg-deb -f "$work"/debs/wasmedge_*.deb Version)
+case $got in
+  "$WANT"*) ;;
+  *) log "Debian $SUITE now carries WasmEdge $got, not $WANT: install $WANT yourself and set WASMEDGE_DIR"; exit 1 ;;
+esac
 
-tmp="$WASMEDGE_PREFIX.tmp"; rm -rf "$tmp"; mkdir -p "$tmp"/{bin,lib,trixie/lib,include,plugin}
+tmp="$PREFIX.tmp"; rm -rf "$tmp"; mkdir -p "$tmp"/{bin,lib,trixie/lib,include,plugin}
 cp -a "$work/root/usr/lib/x86_64-linux-gnu/." "$tmp/trixie/lib/"
 mv "$tmp"/trixie/lib/libwasmedge.so* "$tmp/lib/"
 cp -a "$work/root/usr/include/wasmedge" "$tmp/include/"
@@ -108,7 +132,7 @@ cp -a "$work/root/usr/bin/wasmedge" "$tmp/bin/wasmedge"
 patchelf --set-rpath '$ORIGIN/../trixie/lib' "$(ls "$tmp"/lib/libwasmedge.so.*.* | head -n1)"
 # The interpreter path must be absolute; the prefix is therefore not relocatable
 # (run this script again after moving it).
-patchelf --set-interpreter "$WASMEDGE_PREFIX/trixie/lib/ld-linux-x86-64.so.2" \
+patchelf --set-interpreter "$PREFIX/trixie/lib/ld-linux-x86-64.so.2" \
          --force-rpath --set-rpath '$ORIGIN/../trixie/lib:$ORIGIN/../lib' "$tmp/bin/wasmedge"
 cat > "$tmp/bin/trixie-run" <<'EOS'
 #!/bin/sh
@@ -117,6 +141,6 @@ d=$(dirname "$(readlink -f "$0")")/..
 exec "$d/trixie/lib/ld-linux-x86-64.so.2" --library-path "$d/trixie/lib:$d/lib" "$@"
 EOS
 chmod +x "$tmp/bin/trixie-run"
-rm -rf "$WASMEDGE_PREFIX"; mv "$tmp" "$WASMEDGE_PREFIX"
-"$WASMEDGE_PREFIX/bin/wasmedge" --version
-complete_install "$WASMEDGE_PREFIX"
+rm -rf "$PREFIX"; mv "$tmp" "$PREFIX"
+"$PREFIX/bin/wasmedge" --version
+complete_install "$PREFIX"
