@@ -4,7 +4,8 @@
 #   - build tools for llama.cpp (cmake, clang/libclang for bindgen, a C++ compiler)
 #   - the wasm32-wasip1 Rust target for the guests
 #   - cargo-fuzz, for the fuzz targets (scripts/fuzz.sh)
-#   - WasmEdge 0.14.1 (scripts/install-wasmedge.sh)
+#   - WasmEdge 0.14.1, and 0.17.1 for the tests that run the same plugin on both
+#     (scripts/install-wasmedge.sh)
 #   - the test models (scripts/fetch-models.sh)
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
@@ -34,4 +35,5 @@ if ! cargo fuzz --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
 fi
 
 bash "$ROOT/scripts/install-wasmedge.sh"
+bash "$ROOT/scripts/install-wasmedge.sh" 0.17.1
 bash "$ROOT/scripts/fetch-models.sh" "$@"

@@ -18,6 +18,14 @@ cargo bench --no-run --locked -p e2e
 # ggml's worker threads spin-wait: two models running at once on a small machine starve each
 # other, so the tests run one at a time.
 cargo test --release --locked --workspace "$@" -- --test-threads=1
+if [ $# -eq 0 ]; then
+  # The same plugin and guests on WasmEdge 0.17 (plugin API 5, 64-bit memory offsets): every
+  # test that drives the wasmedge CLI, again.
+  WASMEDGE_BIN=$NN_CACHE/wasmedge-0.17.1/bin/wasmedge \
+    cargo test --release --locked -p e2e --test cli --test hostile_guest --test hearing --test vision \
+    --test fidelity --test long_runs \
+    --test broken_models -- --test-threads=1
+fi
 if [ $# -eq 0 ] && [ "${FUZZ_SECONDS:-60}" -gt 0 ]; then
   bash "$ROOT/scripts/fuzz.sh" "${FUZZ_SECONDS:-60}"
 fi

@@ -22,9 +22,21 @@ fn var_path(name: &str) -> PathBuf {
     })
 }
 
-/// The `wasmedge` CLI.
+/// The `wasmedge` CLI: `WASMEDGE_BIN` when set (scripts/test.sh runs the CLI tests a second
+/// time that way, against WasmEdge 0.17), else the project's WasmEdge.
 pub fn wasmedge_bin() -> PathBuf {
-    var_path("WASMEDGE_PREFIX").join("bin/wasmedge")
+    std::env::var_os("WASMEDGE_BIN").map_or_else(|| var_path("WASMEDGE_PREFIX").join("bin/wasmedge"), PathBuf::from)
+}
+
+/// The prefix of another WasmEdge that the plugin supports, installed by
+/// `scripts/install-wasmedge.sh VERSION` (scripts/test.sh installs 0.17.1).
+pub fn other_wasmedge(version: &str) -> PathBuf {
+    let p = var_path("NN_CACHE").join(format!("wasmedge-{version}"));
+    assert!(
+        p.join("bin/wasmedge").is_file(),
+        "WasmEdge {version} is missing: run scripts/install-wasmedge.sh {version} (scripts/test.sh does)"
+    );
+    p
 }
 
 /// The folder holding only the plugin (given to WasmEdge as WASMEDGE_PLUGIN_PATH).
