@@ -1,0 +1,68 @@
+# WasmEdge with this WASI-NN plugin (GGML and Whisper) and the guest examples, for serverless
+# platforms and plain `docker run`. Models are mounted at /models, never baked in.
+#
+#   docker build -t wasmedge-nn .
+#   docker run --rm -v "$PWD/test-models:/models:ro" wasmedge-nn                  # chat, default model
+#   docker run --rm -v "$PWD/test-models:/models:ro" -e MODEL=/models/other.gguf \
+#       wasmedge-nn chat 'Why is the sky blue?'
+#   docker run --rm -v "$PWD/test-models:/models:ro" wasmedge-nn transcribe /models/speech/hello.wav
+#   docker run --rm wasmedge-nn --version                                         # also the health check
+#
+# Without a Docker engine: scripts/container.sh builds and runs it with buildah and podman.
+#
+# TARGET_CPU is the CPU the math is compiled for. x86-64-v3 (AVX2, FMA, F16C: Intel since
+# 2013, AMD since 2015) runs on practically every server; `native` is fastest on the machine
+# that builds the image but may die with SIGILL on another.
+ARG TARGET_CPU=x86-64-v3
+
+# ---- build: the plugin, its Whisper runtime and the guest examples -------------------------
+FROM debian:trixie-slim AS build
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      build-essential cmake clang libclang-dev pkg-config ca-certificates curl \
+ && rm -rf /var/lib/apt/lists/*
+# Rust from the Rust project's own distribution (Debian's rustc has no wasm32-wasip1).
+ARG RUST_VERSION=1.95.0
+ENV RUSTUP_HOME=/opt/rustup CARGO_HOME=/opt/cargo PATH=/opt/cargo/bin:$PATH
+RUN curl --proto '=https' -sSf -o /tmp/rustup-init \
+      "https://static.rust-lang.org/rustup/dist/$(uname -m)-unknown-linux-gnu/rustup-init" \
+ && chmod +x /tmp/rustup-init \
+ && /tmp/rustup-init -y -q --no-modify-path --profile minimal \
+      --default-toolchain "$RUST_VERSION" --target wasm32-wasip1 \
+ && rm /tmp/rustup-init
+ARG TARGET_CPU
+WORKDIR /src
+COPY . .
+# RUSTFLAGS replaces .cargo/config.toml's target-cpu=native; llama.cpp's and whisper.cpp's
+# ggml take their SIMD kernels from it.
+RUN --mount=type=cache,target=/opt/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    export RUSTFLAGS="-C target-cpu=$TARGET_CPU" \
+ && cargo build --release --locked -p wasmedge-nn-plugin -p wasmedge-nn-whisper \
+ && (cd guest-examples && unset RUSTFLAGS && CARGO_TARGET_DIR=/src/target cargo build --release --locked) \
+ && abi=$(sed -n 's/^pub const VERSION: u32 = \([0-9]*\);/\1/p' whisper/abi/src/lib.rs) \
+ && mkdir -p /out/plugin /out/examples \
+ && cp target/release/libwasmedge_nn_plugin.so /out/plugin/ \
+ && cp target/release/libwasmedge_nn_whisper.so "/out/plugin/libwasmedge_nn_whisper.so.$abi" \
+ && strip --strip-unneeded /out/plugin/* \
+ && cp target/wasm32-wasip1/release/*.wasm /out/examples/ \
+ && bash -c 'printf "$(sed "s/../\\\\x&/g" scripts/nn-check.wasm.hex)"' > /out/nn-check.wasm \
+ && sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1 > /out/VERSION
+
+# ---- runtime: WasmEdge, the plugin, the examples; no compilers ------------------------------
+FROM debian:trixie-slim
+# Debian 13 packages WasmEdge 0.14.1; libgomp1 runs ggml's OpenMP threads.
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends wasmedge libgomp1 \
+ && rm -rf /var/lib/apt/lists/*
+COPY --from=build /out/plugin/ /opt/wasmedge-nn/plugin/
+COPY --from=build /out/examples/ /opt/wasmedge-nn/examples/
+COPY --from=build /out/nn-check.wasm /out/VERSION /opt/wasmedge-nn/
+COPY docker/wasmedge-nn /usr/local/bin/wasmedge-nn
+ENV WASMEDGE_PLUGIN_PATH=/opt/wasmedge-nn/plugin \
+    MODEL=/models/SmolLM2-135M-Instruct.Q4_1.gguf \
+    WHISPER_MODEL=/models/ggml-tiny.en.bin
+WORKDIR /work
+HEALTHCHECK --interval=60s --timeout=10s CMD ["wasmedge-nn", "--version"]
+ENTRYPOINT ["wasmedge-nn"]
+CMD ["chat"]

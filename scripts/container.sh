@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Build the container image (Dockerfile) and run its examples, on a machine without a Docker
+# engine or registry access: buildah builds, podman runs, runc underneath, and the base image
+# comes from debootstrap instead of a registry. Idempotent; storage lives under
+# $NN_CACHE/containers, never in the system's.
+#
+#   scripts/container.sh            build the image, then check it: health check, the chat
+#                                   example on SmolLM2, the transcribe example on a sample
+#   scripts/container.sh build      only build it
+#
+# With Docker instead:  docker build -t wasmedge-nn . && docker run --rm \
+#   -v "$PWD/test-models:/models:ro" wasmedge-nn
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+log() { echo "[container] $*" >&2; }
+IMAGE=${IMAGE:-localhost/wasmedge-nn:latest}
+BASE=debian:trixie-slim   # the Dockerfile's FROM
+
+SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
+missing=()
+for p in buildah podman runc debootstrap uidmap; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# Private storage and settings: runc (crun fails on hybrid cgroup hosts), no registries.
+C=$NN_CACHE/containers
+mkdir -p "$C/storage" "$C/run"
+cat > "$C/storage.conf" <<EOC
+[storage]
+driver = "overlay"
+graphroot = "$C/storage"
+runroot = "$C/run"
+EOC
+cat > "$C/containers.conf" <<EOC
+[engine]
+runtime = "runc"
+EOC
+printf 'unqualified-search-registries = ["docker.io"]\n' > "$C/registries.conf"
+export CONTAINERS_STORAGE_CONF=$C/storage.conf CONTAINERS_CONF=$C/containers.conf \
+       CONTAINERS_REGISTRIES_CONF=$C/registries.conf
+
+# The base image, made locally and named as the registry's so `FROM debian:trixie-slim`
+# resolves without pulling.
+if ! podman image exists "docker.io/library/$BASE"; then
+  MIRROR=${DEBIAN_MIRROR:-$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)}
+  [ -n "$MIRROR" ] || MIRROR=$(awk '/^deb /{print $2; exit}' /etc/apt/sources.list)
+  log "making the base image $BASE with debootstrap (about a minute)"
+  rootfs=$(mktemp -d); trap '$SUDO rm -rf "$rootfs"' EXIT
+  $SUDO debootstrap --variant=minbase trixie "$rootfs" "$MIRROR" >/dev/null
+  $SUDO rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+  $SUDO tar --numeric-owner -C "$rootfs" -c . | podman import --change 'CMD ["bash"]' - "localhost/$BASE" >/dev/null
+  podman tag "localhost/$BASE" "docker.io/library/$BASE"
+fi
+
+log "building $IMAGE (the first build compiles llama.cpp and whisper.cpp: 20-30 minutes on 2 cores)"
+# The host's CA certificates, for HTTPS inside RUN steps (the Rust toolchain, crates).
+certs=()
+[ -d /usr/local/share/ca-certificates ] && certs=(-v /usr/local/share/ca-certificates:/usr/local/share/ca-certificates:ro)
+buildah bud --pull=never --runtime runc --layers "${certs[@]}" -t "$IMAGE" "$ROOT"
+podman images --format '{{.Repository}}:{{.Tag}} {{.Size}}' "$IMAGE"
+[ "${1:-}" = build ] && exit 0
+
+run() {
+  podman run --runtime runc --ulimit nofile=1024:20000 --ulimit nproc=32768:32768 --rm \
+    -v "$MODELS_DIR:/models:ro" "$IMAGE" "$@"
+}
+log "health check"
+run --version
+log "chat example (the image's default command) on SmolLM2"
+out=$(run)
+echo "$out"
+grep -q Paris <<< "$out" || { log "the chat example did not answer with Paris"; exit 1; }
+log "transcribe example"
+out=$(run transcribe /models/speech/fox.wav)
+echo "$out"
+grep -qi 'brown fox' <<< "$out" || { log "the transcribe example did not hear the fox"; exit 1; }
+log "the image works: $IMAGE"
