@@ -3,7 +3,7 @@
 //!     scripts/bench.sh          (builds everything, then runs this)
 //!
 //! Settings: BENCH_RUNS (whole-process rounds, default 5), BENCH_PAIRS (paired speed
-//! measurements, 20), BENCH_TOKENS (128), BENCH_THREADS (2), BENCH_OUT (the
+//! measurements, 60), BENCH_TOKENS (128), BENCH_THREADS (2), BENCH_OUT (the
 //! results folder, default `bench-results/` in the repository).
 
 use e2e::speed::{self, Config};
@@ -17,7 +17,7 @@ fn main() {
         std::path::PathBuf::from(std::env::var("CARGO_TARGET_DIR").expect("CARGO_TARGET_DIR (scripts/env.sh)"));
     let cfg = Config {
         runs: setting("BENCH_RUNS", 5),
-        pairs: setting("BENCH_PAIRS", 20),
+        pairs: setting("BENCH_PAIRS", 60),
         tokens: setting("BENCH_TOKENS", 128),
         threads: setting("BENCH_THREADS", 2) as u32,
         out_dir: std::env::var_os("BENCH_OUT").map_or_else(|| e2e::root().join("bench-results"), Into::into),
