@@ -25,7 +25,12 @@ fn var_path(name: &str) -> PathBuf {
 /// The `wasmedge` CLI: `WASMEDGE_BIN` when set (scripts/test.sh runs the CLI tests a second
 /// time that way, against WasmEdge 0.17), else the project's WasmEdge.
 pub fn wasmedge_bin() -> PathBuf {
-    std::env::var_os("WASMEDGE_BIN").map_or_else(|| var_path("WASMEDGE_PREFIX").join("bin/wasmedge"), PathBuf::from)
+    std::env::var_os("WASMEDGE_BIN").map_or_else(|| wasmedge_prefix().join("bin/wasmedge"), PathBuf::from)
+}
+
+/// The project's WasmEdge installation (scripts/install-wasmedge.sh).
+pub fn wasmedge_prefix() -> PathBuf {
+    var_path("WASMEDGE_PREFIX")
 }
 
 /// The prefix of another WasmEdge that the plugin supports, installed by

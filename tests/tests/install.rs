@@ -121,14 +121,10 @@ fn install_check_uninstall(prefix: &Path) -> Answer {
 
 #[test]
 fn install_plugin_into_wasmedge_0_14_and_0_17_then_uninstall() {
-    let old = install_check_uninstall(&var_prefix());
+    let old = install_check_uninstall(&wasmedge_prefix());
     let new = install_check_uninstall(&other_wasmedge("0.17.1"));
     // The same plugin binary, the same greedy answer on either runtime.
     assert_eq!(old, new);
-}
-
-fn var_prefix() -> PathBuf {
-    PathBuf::from(std::env::var_os("WASMEDGE_PREFIX").expect("WASMEDGE_PREFIX (scripts/env.sh)"))
 }
 
 #[test]
@@ -162,26 +158,24 @@ fn unknown_wasmedge_version_is_refused_with_a_reason() {
     let cc = Command::new("cc").args(["-shared", "-fPIC", "-o"]).arg(&shim).arg(&src).status().expect("cc");
     assert!(cc.success(), "cannot build the version shim");
 
-    let out = Command::new(wasmedge_bin())
-        .env("WASMEDGE_PLUGIN_PATH", plugin_dir())
-        .env("LD_PRELOAD", &shim)
-        .args(["--nn-preload", &format!("default:GGML:AUTO:{}", e2e::root().join(model(SMOLLM2)).display())])
-        .arg(guest("chat"))
-        .args(["default", "hello"])
-        .output()
-        .unwrap();
+    let chat = |env: &[(&str, &Path)]| {
+        let preload = format!("default:GGML:AUTO:{}", e2e::root().join(model(SMOLLM2)).display());
+        Command::new(wasmedge_bin())
+            .env("WASMEDGE_PLUGIN_PATH", plugin_dir())
+            .envs(env.iter().copied())
+            .args(["--nn-preload", &preload])
+            .arg(guest("chat"))
+            .args(["default", "hello", r#"{"n-predict": 4}"#])
+            .output()
+            .unwrap()
+    };
+    let out = chat(&[("LD_PRELOAD", &shim)]);
     let log = String::from_utf8_lossy(&out.stderr);
     eprintln!("{log}");
     assert!(!out.status.success(), "the plugin registered with a runtime it does not know");
     assert_log_says(&log, &["WasmEdge 0.99.0 is not supported (0.14.0 to 0.17.x are)"]);
 
     // And without the shim the same command runs: the refusal came from the version alone.
-    let out = Command::new(wasmedge_bin())
-        .env("WASMEDGE_PLUGIN_PATH", plugin_dir())
-        .args(["--nn-preload", &format!("default:GGML:AUTO:{}", e2e::root().join(model(SMOLLM2)).display())])
-        .arg(guest("chat"))
-        .args(["default", "hello", r#"{"n-predict": 4}"#])
-        .output()
-        .unwrap();
+    let out = chat(&[]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
