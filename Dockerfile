@@ -40,10 +40,10 @@ RUN --mount=type=cache,target=/opt/cargo/registry \
     export RUSTFLAGS="-C target-cpu=$TARGET_CPU" \
  && cargo build --release --locked -p wasmedge-nn-plugin -p wasmedge-nn-whisper \
  && (cd guest-examples && unset RUSTFLAGS && CARGO_TARGET_DIR=/src/target cargo build --release --locked) \
- && abi=$(sed -n 's/^pub const VERSION: u32 = \([0-9]*\);/\1/p' whisper/abi/src/lib.rs) \
+ && whisper_lib=$(bash -c '. scripts/env.sh && echo "$WHISPER_LIB"') \
  && mkdir -p /out/plugin /out/examples \
  && cp target/release/libwasmedge_nn_plugin.so /out/plugin/ \
- && cp target/release/libwasmedge_nn_whisper.so "/out/plugin/libwasmedge_nn_whisper.so.$abi" \
+ && cp target/release/libwasmedge_nn_whisper.so "/out/plugin/$whisper_lib" \
  && strip --strip-unneeded /out/plugin/* \
  && cp target/wasm32-wasip1/release/*.wasm /out/examples/ \
  && bash -c 'printf "$(sed "s/../\\\\x&/g" scripts/nn-check.wasm.hex)"' > /out/nn-check.wasm \

@@ -16,9 +16,8 @@ install_lib() {
 install_lib libwasmedge_nn_plugin.so libwasmedge_nn_plugin.so
 # The Whisper runtime goes beside the plugin under a name WasmEdge does not take for a
 # plugin (it loads every *.so in its plugin folders); the suffix is the runtime's ABI version.
-abi=$(sed -n 's/^pub const VERSION: u32 = \([0-9]*\);/\1/p' "$ROOT/whisper/abi/src/lib.rs")
-install_lib libwasmedge_nn_whisper.so "libwasmedge_nn_whisper.so.$abi"
+install_lib libwasmedge_nn_whisper.so "$WHISPER_LIB"
 log "guests"
 ( cd "$ROOT/guest-examples" && cargo build --release --locked )
 ( cd "$ROOT/tests/guests" && cargo build --release --locked )
-log "plugin: $PLUGIN_DIR/libwasmedge_nn_plugin.so (+ libwasmedge_nn_whisper.so.$abi); guests: $GUEST_DIR"
+log "plugin: $PLUGIN_DIR/libwasmedge_nn_plugin.so (+ $WHISPER_LIB); guests: $GUEST_DIR"

@@ -45,8 +45,8 @@ export CONTAINERS_STORAGE_CONF=$C/storage.conf CONTAINERS_CONF=$C/containers.con
 # The base image, made locally and named as the registry's so `FROM debian:trixie-slim`
 # resolves without pulling.
 if ! podman image exists "docker.io/library/$BASE"; then
-  MIRROR=${DEBIAN_MIRROR:-$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)}
-  [ -n "$MIRROR" ] || MIRROR=$(awk '/^deb /{print $2; exit}' /etc/apt/sources.list)
+  MIRROR=$(debian_mirror)
+  [ -n "$MIRROR" ] || { log "set DEBIAN_MIRROR to your Debian mirror"; exit 1; }
   log "making the base image $BASE with debootstrap (about a minute)"
   rootfs=$(mktemp -d); trap '$SUDO rm -rf "$rootfs"' EXIT
   $SUDO debootstrap --variant=minbase trixie "$rootfs" "$MIRROR" >/dev/null

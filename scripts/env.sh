@@ -20,3 +20,14 @@ export WASMEDGE_LIB_DIR=${WASMEDGE_LIB_DIR:-$WASMEDGE_PREFIX/lib}
 if [ -x "$WASMEDGE_PREFIX/bin/trixie-run" ]; then
   export CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER=${CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER:-$WASMEDGE_PREFIX/bin/trixie-run}
 fi
+# The Whisper runtime's file name beside the plugin: the suffix is the version of the
+# interface between the two (whisper/abi), so a mismatched pair is never picked up.
+WHISPER_LIB=libwasmedge_nn_whisper.so.$(sed -n 's/^pub const VERSION: u32 = \([0-9]*\);/\1/p' "$ROOT/whisper/abi/src/lib.rs")
+# The Debian mirror apt already uses (DEBIAN_MIRROR overrides), for other releases' packages
+# and debootstrap; empty when none is found.
+debian_mirror() {
+  local m=${DEBIAN_MIRROR:-}
+  [ -n "$m" ] || m=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
+  [ -n "$m" ] || m=$(awk '$1=="deb"{print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
+  echo "$m"
+}

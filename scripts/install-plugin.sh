@@ -64,8 +64,7 @@ case $lib in
   *) plugins=$(dirname "$(dirname "$lib")")/plugin ;;
 esac
 
-abi=$(sed -n 's/^pub const VERSION: u32 = \([0-9]*\);/\1/p' "$ROOT/whisper/abi/src/lib.rs")
-FILES=(libwasmedge_nn_plugin.so "libwasmedge_nn_whisper.so.$abi")
+FILES=(libwasmedge_nn_plugin.so "$WHISPER_LIB")
 OFFICIAL=libwasmedgePluginWasiNN.so
 
 # The verifying guest (scripts/nn-check.md): load_by_name of a name nobody preloaded, exiting

@@ -99,8 +99,7 @@ if [ "${ID:-}" != debian ]; then
   log "no WasmEdge $WANT found. Install WasmEdge $WANT (CLI, libwasmedge, headers) and set WASMEDGE_DIR to its prefix."
   exit 1
 fi
-MIRROR=${DEBIAN_MIRROR:-$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)}
-[ -n "$MIRROR" ] || MIRROR=$(awk '$1=="deb"{print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
+MIRROR=$(debian_mirror)
 [ -n "$MIRROR" ] || { log "set DEBIAN_MIRROR to your Debian mirror"; exit 1; }
 command -v patchelf >/dev/null || { $SUDO apt-get update -qq; $SUDO apt-get install -y -qq patchelf >/dev/null; }
 
