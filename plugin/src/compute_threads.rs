@@ -23,6 +23,8 @@ use std::sync::mpsc::{channel, sync_channel, Receiver, RecvTimeoutError, Sender}
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// How long a thread waits for another job before it hands free memory back ([`trim_heap`]).
+pub const TRIM_AFTER: Duration = Duration::from_secs(10);
 /// How long a thread waits for another job before it ends.
 pub const IDLE_EXIT: Duration = Duration::from_secs(30);
 
@@ -45,8 +47,6 @@ fn idle() -> std::sync::MutexGuard<'static, Vec<(u64, Sender<Job>)>> {
 /// job that panics loses only itself: the panic is logged, the receiver sees its sender
 /// dropped, and the thread takes the next job.
 pub fn spawn<T: Send + 'static>(job: impl FnOnce() -> T + Send + 'static) -> NnResult<Receiver<T>> {
-    static MALLOC: std::sync::Once = std::sync::Once::new();
-    MALLOC.call_once(fix_mmap_threshold);
     let (result, receiver) = sync_channel(1);
     let mut job: Job = Box::new(move || {
         let value = job();
@@ -70,16 +70,19 @@ pub fn spawn<T: Send + 'static>(job: impl FnOnce() -> T + Send + 'static) -> NnR
         .map_err(|e| NnError::runtime(format!("cannot start a computing thread: {e}")))
 }
 
-/// glibc raises its mmap threshold to the largest block freed (up to 32 MiB), after which
-/// model-sized buffers (KV caches, compute buffers, whisper states) come from the computing
-/// threads' arenas and stay resident after they are freed: a long-running host creeps up by
-/// tens of MB, depending on which thread ran what. A fixed threshold keeps blocks of 4 MiB and
-/// more in mappings of their own, given back to the system when freed.
-fn fix_mmap_threshold() {
+/// Hand free heap memory back to the system. glibc keeps what computations free in its
+/// arenas (blocks under its mmap threshold, which it raises up to 32 MiB to the largest block
+/// freed): that is what lets the next computation reuse KV caches, compute buffers and
+/// whisper states without page faults, as a process calling llama.cpp directly does. Trimming
+/// after every job made each transcription fault its tens of MB in again (about 2% of its
+/// time on this VM); never trimming leaves a long-running host larger than it needs to be
+/// once it goes quiet. So a computing thread trims once it has been idle for [`TRIM_AFTER`]
+/// (all arenas at once, including the guest threads').
+fn trim_heap() {
     #[cfg(target_env = "gnu")]
-    // SAFETY: mallopt only changes glibc's allocation policy for later allocations.
+    // SAFETY: malloc_trim only releases memory that is free.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
+        libc::malloc_trim(0);
     }
 }
 
@@ -96,24 +99,34 @@ fn serve(id: u64, first: Job) {
         if let Ok(deliver) = deliver {
             deliver();
         }
-        job = match jobs.recv_timeout(IDLE_EXIT) {
-            Ok(next) => next,
-            Err(RecvTimeoutError::Timeout) => {
-                let mut list = idle();
-                if let Some(at) = list.iter().position(|(i, _)| *i == id) {
-                    list.remove(at);
-                    return;
-                }
-                drop(list);
-                // Taken from the list just now: its job is on the way.
-                match jobs.recv() {
-                    Ok(next) => next,
-                    Err(_) => return,
-                }
-            }
-            Err(RecvTimeoutError::Disconnected) => return,
-        };
+        match next_job(id, &jobs) {
+            Some(next) => job = next,
+            None => return,
+        }
     }
+}
+
+/// Thread `id`'s next job, or `None` when it has been idle for [`IDLE_EXIT`] and ends. Its
+/// heap is trimmed once it has been idle for [`TRIM_AFTER`].
+fn next_job(id: u64, jobs: &Receiver<Job>) -> Option<Job> {
+    match jobs.recv_timeout(TRIM_AFTER) {
+        Ok(next) => return Some(next),
+        Err(RecvTimeoutError::Disconnected) => return None,
+        Err(RecvTimeoutError::Timeout) => trim_heap(),
+    }
+    match jobs.recv_timeout(IDLE_EXIT - TRIM_AFTER) {
+        Ok(next) => return Some(next),
+        Err(RecvTimeoutError::Disconnected) => return None,
+        Err(RecvTimeoutError::Timeout) => {}
+    }
+    let mut list = idle();
+    if let Some(at) = list.iter().position(|(i, _)| *i == id) {
+        list.remove(at);
+        return None;
+    }
+    drop(list);
+    // Taken from the list just now: its job is on the way.
+    jobs.recv().ok()
 }
 
 /// How many computing threads are idle now.

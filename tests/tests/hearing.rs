@@ -132,15 +132,16 @@ fn audio_of_any_rate_and_layout_is_heard_and_bad_audio_is_refused() {
 }
 
 /// One guest uses a Whisper model and a GGUF chat model in one process, in both orders, for
-/// 20 rounds: every round gives the first round's results, and the host's resident memory
-/// does not grow.
+/// 20 rounds: every round gives the first round's results, the host's resident memory does
+/// not grow, and what the computations freed is handed back once the host has been idle
+/// (the computing threads trim the heap after 10 s without work; the guest waits 11 s).
 #[test]
 fn speech_and_text_models_share_one_process_without_growing_it() {
     let (asr, llm) = (asr_preload(), ggml_preload("llm", SMOLLM2));
     let out = run_host_with_proc(
         &["--nn-preload", &asr, "--nn-preload", &llm],
         &guest("hearing"),
-        &["rounds", "asr", "llm", SPEECH, "20"],
+        &["rounds", "asr", "llm", SPEECH, "20", "11"],
     );
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     println!("{stdout}");
@@ -157,16 +158,30 @@ fn speech_and_text_models_share_one_process_without_growing_it() {
         })
         .collect();
     assert!(rss[0] > 100_000.0, "the host's RSS was not readable: {rss:?}");
-    // Growth after the first round: the last five rounds' median against round 1 (a single
-    // reading can catch a transient allocation).
-    let mut last = rss[15..].to_vec();
-    last.sort_by(f64::total_cmp);
-    let growth = last[2] / rss[0] - 1.0;
+    // Between computations the host keeps the last ones' freed buffers (whisper states,
+    // compute buffers: tens of MB) for the next to reuse, so busy readings swing by that
+    // much; once idle it hands them back. While busy, what is kept must not creep: the
+    // highest reading of the last ten rounds against the first ten's (a leak of a few
+    // hundred KB per round shows). Once idle, what is left after 20 rounds is what was left
+    // after one, within the heap's fragmentation (measured here: up to 21 MiB either way).
+    let quiet = |r: usize| -> f64 { labelled(&stdout, &format!("rss quiet {r}")).parse().unwrap() };
+    let (quiet_1, quiet_20) = (quiet(1), quiet(20));
+    let highest = |r: &[f64]| r.iter().copied().fold(0.0, f64::max);
+    let (busy_early, busy_late) = (highest(&rss[..10]), highest(&rss[10..]));
+    let mib = |k: f64| k / 1024.0;
     println!(
-        "RSS after round 1: {:.1} MiB, rounds 16-20 median: {:.1} MiB, growth {:.2}%",
-        rss[0] / 1024.0,
-        last[2] / 1024.0,
-        growth * 100.0
+        "RSS idle after round 1: {:.1} MiB, after round 20: {:.1} MiB (growth {:.2}%); busy, highest in rounds 1-10: {:.1} MiB, 11-20: {:.1} MiB",
+        mib(quiet_1),
+        mib(quiet_20),
+        (quiet_20 / quiet_1 - 1.0) * 100.0,
+        mib(busy_early),
+        mib(busy_late)
     );
-    assert!(growth < 0.05, "RSS grew by {:.1}% over 20 rounds: {rss:?}", growth * 100.0);
+    assert!(
+        quiet_20 / quiet_1 - 1.0 < 0.10,
+        "idle RSS grew by {:.1}% over 20 rounds",
+        (quiet_20 / quiet_1 - 1.0) * 100.0
+    );
+    assert!(busy_late / busy_early - 1.0 < 0.02, "busy RSS crept up: {rss:?}");
+    assert!(quiet_20 < busy_late, "idle, the host kept all it held while busy ({:.1} MiB)", mib(quiet_20));
 }

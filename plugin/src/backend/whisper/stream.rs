@@ -77,14 +77,6 @@ impl Stream {
                     true
                 })
             };
-            // A transcription's whisper state (tens of MB) was freed into this thread's
-            // malloc arena; hand such memory back to the system now, or a long-running
-            // host's resident size creeps up with each computing thread's arena.
-            #[cfg(target_env = "gnu")]
-            // SAFETY: malloc_trim only releases free memory.
-            unsafe {
-                libc::malloc_trim(0);
-            }
             log::info!(
                 "transcribed {:.1} s of audio in {} ms ({:?})",
                 samples.len() as f64 / super::audio::SAMPLE_RATE as f64,

@@ -1,7 +1,10 @@
 //! Whisper through WASI-NN, printing `label: value` lines for the tests.
 //!
 //!     hearing.wasm probe ASR DIR MODEL OUTSIDE   the ways to give audio and models, right and wrong
-//!     hearing.wasm rounds ASR LLM DIR N   speech and text models in one process, N rounds
+//!     hearing.wasm rounds ASR LLM DIR N [QUIET]
+//!                                         speech and text models in one process, N rounds;
+//!                                         (after the first and the last, QUIET idle seconds
+//!                                         and the memory use again)
 //!
 //! ASR is a preloaded Whisper model, LLM a preloaded GGUF chat model, DIR the folder of the
 //! speech samples, MODEL the Whisper model's path (for `load`), OUTSIDE an existing host file
@@ -167,7 +170,7 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-fn rounds(asr: &str, llm: &str, dir: &str, n: usize) {
+fn rounds(asr: &str, llm: &str, dir: &str, n: usize, quiet: u64) {
     let wav = |f: &str| std::fs::read(format!("{dir}/{f}")).unwrap();
     let (door, paris) = (wav("door.wav"), wav("paris.wav"));
     let whisper = load(asr, GraphEncoding::Whisper);
@@ -186,6 +189,10 @@ fn rounds(asr: &str, llm: &str, dir: &str, n: usize) {
         let heard_after = transcribe(&mut hear, TensorType::F32, &paris).expect("transcribe");
         println!("round {round}: {}", serde_like(&[&heard, &said, &answer, &heard_after]));
         println!("rss {round}: {}", rss_kib());
+        if quiet > 0 && (round == 1 || round == n) {
+            std::thread::sleep(std::time::Duration::from_secs(quiet));
+            println!("rss quiet {round}: {}", rss_kib());
+        }
     }
 }
 
@@ -199,8 +206,11 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("probe") => probe(&args[2], &args[3], &args[4], &args[5]),
-        Some("rounds") => rounds(&args[2], &args[3], &args[4], args[5].parse().unwrap()),
-        _ => panic!("usage: probe ASR DIR MODEL OUTSIDE | rounds ASR LLM DIR N"),
+        Some("rounds") => {
+            let quiet = args.get(6).map_or(0, |q| q.parse().unwrap());
+            rounds(&args[2], &args[3], &args[4], args[5].parse().unwrap(), quiet)
+        }
+        _ => panic!("usage: probe ASR DIR MODEL OUTSIDE | rounds ASR LLM DIR N [QUIET]"),
     }
     let _ = BackendError::EndOfSequence;
 }
