@@ -140,8 +140,7 @@ impl Session {
         cell.with_dependent_mut(|_, ctx| {
             // Drop what follows the shared prefix; a cache that cannot drop part of a sequence
             // (recurrent or sliding-window models) starts over.
-            if reused == 0 || ctx.kv_cache_seq_rm(0, Some(reused as u32), None).is_err() {
-                ctx.clear_kv_cache();
+            if !forget_from(ctx, reused) {
                 reused = 0;
             }
             cached.truncate(reused);
@@ -170,7 +169,7 @@ impl Session {
         let Self { cell, n_past, cached, options, .. } = self;
         let threads = options.threads_batch as usize;
         let evaluated = cell.with_dependent_mut(|_, ctx| {
-            ctx.clear_kv_cache();
+            forget_from(ctx, 0);
             let n_batch = ctx.n_batch() as i32;
             let _cores = crate::cores::cpu().acquire(threads);
             chunks.eval_chunks(&mut vision.lock(), ctx, 0, 0, n_batch, true)
@@ -195,6 +194,22 @@ impl Session {
         *n_past += 1;
         Ok(())
     }
+}
+
+/// Drop the KV cache's cells from position `from` on; false when the cache cannot drop part
+/// of a sequence (recurrent or sliding-window models) and was emptied instead.
+///
+/// Only the cells' bookkeeping goes: emptied cells are masked out of attention, so nothing
+/// needs their data zeroed as `clear_kv_cache` does (a memset of the whole cache: 90 MB for
+/// SmolLM2 at ctx-size 4096, ~5 ms, 2% of a 95-token prompt's evaluation on 2 cores).
+fn forget_from(ctx: &mut LlamaContext, from: usize) -> bool {
+    if u32::try_from(from).is_ok_and(|from| ctx.kv_cache_seq_rm(0, Some(from), None).is_ok()) {
+        return true;
+    }
+    if ctx.kv_cache_seq_rm(0, Some(0), None).is_err() {
+        ctx.clear_kv_cache();
+    }
+    false
 }
 
 fn decode_error(e: DecodeError) -> NnError {
