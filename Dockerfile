@@ -10,10 +10,10 @@
 #
 # Without a Docker engine: scripts/container.sh builds and runs it with buildah and podman.
 #
-# TARGET_CPU is the CPU the math is compiled for. x86-64-v3 (AVX2, FMA, F16C: Intel since
-# 2013, AMD since 2015) runs on practically every server; `native` is fastest on the machine
-# that builds the image but may die with SIGILL on another.
-ARG TARGET_CPU=x86-64-v3
+# The image runs on any x86-64 CPU: llama.cpp's math comes as per-CPU variants (baseline SSE2
+# up to AVX-512 and AMX) and the plugin loads the best one for the machine it runs on. The
+# Whisper runtime's ggml is built for AVX2/FMA/F16C (x86-64-v3: Intel since 2013, AMD since
+# 2015) rather than for the machine that builds the image.
 
 # ---- build: the plugin, its Whisper runtime and the guest examples -------------------------
 FROM debian:trixie-slim AS build
@@ -30,21 +30,17 @@ RUN curl --proto '=https' -sSf -o /tmp/rustup-init \
  && /tmp/rustup-init -y -q --no-modify-path --profile minimal \
       --default-toolchain "$RUST_VERSION" --target wasm32-wasip1 \
  && rm /tmp/rustup-init
-ARG TARGET_CPU
 WORKDIR /src
 COPY . .
-# RUSTFLAGS replaces .cargo/config.toml's target-cpu=native; llama.cpp's and whisper.cpp's
-# ggml take their SIMD kernels from it.
+# GGML_NATIVE=OFF: whisper.cpp's ggml would otherwise compile for the building machine's CPU
+# (llama.cpp's ignores it: its CPU variants are built either way).
 RUN --mount=type=cache,target=/opt/cargo/registry \
     --mount=type=cache,target=/src/target \
-    export RUSTFLAGS="-C target-cpu=$TARGET_CPU" \
+    export GGML_NATIVE=OFF CARGO_TARGET_DIR=/src/target \
  && cargo build --release --locked -p wasmedge-nn-plugin -p wasmedge-nn-whisper \
- && (cd guest-examples && unset RUSTFLAGS && CARGO_TARGET_DIR=/src/target cargo build --release --locked) \
- && whisper_lib=$(bash -c '. scripts/env.sh && echo "$WHISPER_LIB"') \
- && mkdir -p /out/plugin /out/examples \
- && cp target/release/libwasmedge_nn_plugin.so /out/plugin/ \
- && cp target/release/libwasmedge_nn_whisper.so "/out/plugin/$whisper_lib" \
- && strip --strip-unneeded /out/plugin/* \
+ && (cd guest-examples && cargo build --release --locked) \
+ && mkdir -p /out/examples \
+ && bash scripts/plugin-files.sh /out/plugin --strip \
  && cp target/wasm32-wasip1/release/*.wasm /out/examples/ \
  && bash -c 'printf "$(sed "s/../\\\\x&/g" scripts/nn-check.wasm.hex)"' > /out/nn-check.wasm \
  && sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1 > /out/VERSION

@@ -7,4 +7,4 @@ set -euo pipefail
 "$ROOT/scripts/setup.sh"
 "$ROOT/scripts/build.sh"
 . "$ROOT/scripts/env.sh"
-cd "$ROOT" && cargo bench --locked -p e2e --bench streaming
+cd "$ROOT" && drop_dangling_lib_links && cargo bench --locked -p e2e --bench streaming

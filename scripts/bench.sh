@@ -10,6 +10,8 @@ set -euo pipefail
 "$ROOT/scripts/build.sh"
 . "$ROOT/scripts/env.sh"
 cd "$ROOT"
+drop_dangling_lib_links
 cargo build --release --locked -p whisper-native
 export BENCH_OUT=${BENCH_OUT:-$ROOT/bench-results}
+drop_dangling_lib_links
 cargo bench --locked -p e2e --bench speed

@@ -20,7 +20,9 @@ export WASMEDGE_LIB_DIR=${WASMEDGE_LIB_DIR:-$WASMEDGE_PREFIX/lib}
 if [ -x "$WASMEDGE_PREFIX/bin/trixie-run" ]; then
   export CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER=${CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER:-$WASMEDGE_PREFIX/bin/trixie-run}
 fi
-# The Whisper runtime's file name beside the plugin: the suffix is the version of the
+# The plugin's companion libraries go in this folder beside it (plugin/src/plugin_dir.rs).
+COMPANIONS=wasmedge-nn
+# The Whisper runtime's file name in that folder: the suffix is the version of the
 # interface between the two (whisper/abi), so a mismatched pair is never picked up.
 WHISPER_LIB=libwasmedge_nn_whisper.so.$(sed -n 's/^pub const VERSION: u32 = \([0-9]*\);/\1/p' "$ROOT/whisper/abi/src/lib.rs")
 # The Debian mirror apt already uses (DEBIAN_MIRROR overrides), for other releases' packages
@@ -30,4 +32,15 @@ debian_mirror() {
   [ -n "$m" ] || m=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
   [ -n "$m" ] || m=$(awk '$1=="deb"{print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
   echo "$m"
+}
+# llama-cpp-sys-2 hard-links the `lib*.so` symlinks of llama.cpp's libraries into the target
+# folders, where they dangle (their targets stay in its build folder); when a second
+# configuration of it builds (the tests' dependencies unify differently), its build script
+# trips over them (it checks with exists(), which follows the link). Remove them first.
+drop_dangling_lib_links() {
+  local d
+  for d in "$CARGO_TARGET_DIR/release" "$CARGO_TARGET_DIR/release/deps" "$CARGO_TARGET_DIR/release/examples"; do
+    [ -d "$d" ] && find "$d" -maxdepth 1 -name 'lib*.so' -xtype l -delete
+  done
+  return 0
 }

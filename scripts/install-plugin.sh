@@ -8,8 +8,9 @@
 #
 # Which WasmEdge: $WASMEDGE_DIR (a prefix holding bin/wasmedge), else the `wasmedge` on PATH,
 # else ~/.wasmedge, /usr/local, /usr, else the project's own ($WASMEDGE_PREFIX). The plugin
-# files come from $PLUGIN_FILES (a folder holding libwasmedge_nn_plugin.so and
-# libwasmedge_nn_whisper.so.N), else from this checkout's build ($PLUGIN_DIR).
+# files come from $PLUGIN_FILES (a folder holding libwasmedge_nn_plugin.so and its companion
+# folder wasmedge-nn/: llama.cpp's and ggml's libraries, ggml's CPU variants, the Whisper
+# runtime), else from this checkout's build ($PLUGIN_DIR).
 #
 # They go where that WasmEdge looks for plugins without WASMEDGE_PLUGIN_PATH: next to its
 # library, in LIBDIR/wasmedge when the library lives under /usr or /lib (Debian's package,
@@ -64,7 +65,7 @@ case $lib in
   *) plugins=$(dirname "$(dirname "$lib")")/plugin ;;
 esac
 
-FILES=(libwasmedge_nn_plugin.so "$WHISPER_LIB")
+PLUGIN=libwasmedge_nn_plugin.so
 OFFICIAL=libwasmedgePluginWasiNN.so
 
 # The verifying guest (scripts/nn-check.md): load_by_name of a name nobody preloaded, exiting
@@ -92,7 +93,8 @@ case $mode in
     die "WasmEdge $version at $prefix does not run the plugin from $plugins" ;;
   uninstall)
     writable || die "cannot write $plugins: run as its owner (e.g. with sudo)"
-    for f in "${FILES[@]}"; do rm -f "$plugins/$f"; done
+    # (The Whisper runtime lay beside the plugin before the companion folder existed.)
+    rm -rf "${plugins:?}/$PLUGIN" "${plugins:?}/$COMPANIONS" "${plugins:?}"/libwasmedge_nn_whisper.so.*
     if [ -f "$plugins/$OFFICIAL.off" ]; then
       mv -f "$plugins/$OFFICIAL.off" "$plugins/$OFFICIAL"
       log "WasmEdge's own WASI-NN plugin is back in place"
@@ -102,11 +104,13 @@ case $mode in
 esac
 
 src=${PLUGIN_FILES:-$PLUGIN_DIR}
-if [ -z "${PLUGIN_FILES:-}" ] && [ ! -f "$src/${FILES[0]}" ]; then
+if [ -z "${PLUGIN_FILES:-}" ] && [ ! -f "$src/$PLUGIN" ]; then
   log "building the plugin first"
   bash "$ROOT/scripts/build.sh"
 fi
-for f in "${FILES[@]}"; do [ -f "$src/$f" ] || die "$src/$f is missing"; done
+[ -f "$src/$PLUGIN" ] || die "$src/$PLUGIN is missing"
+ls "$src/$COMPANIONS"/libggml-cpu-*.so.0 >/dev/null 2>&1 \
+  || die "$src/$COMPANIONS/ is missing or incomplete (no libggml-cpu-*.so.0): rebuild with scripts/build.sh"
 if ! writable; then
   die "cannot write $plugins: run as its owner (e.g. with sudo), or skip installing and run
   WASMEDGE_PLUGIN_PATH=$src $WASMEDGE ..."
@@ -115,11 +119,14 @@ if [ -f "$plugins/$OFFICIAL" ]; then
   mv -f "$plugins/$OFFICIAL" "$plugins/$OFFICIAL.off"
   log "WasmEdge's own WASI-NN plugin registers the same module: set aside as $OFFICIAL.off (--uninstall restores it)"
 fi
-for f in "${FILES[@]}"; do
-  # Replace, never overwrite in place: a running wasmedge may have the old file mapped.
-  cp "$src/$f" "$plugins/.$f.new"
-  mv -f "$plugins/.$f.new" "$plugins/$f"
-done
+# Replace, never overwrite in place: a running wasmedge may have the old files mapped.
+rm -rf "$plugins/.$COMPANIONS.new" "$plugins/.$COMPANIONS.old"
+cp -R "$src/$COMPANIONS" "$plugins/.$COMPANIONS.new"
+cp "$src/$PLUGIN" "$plugins/.$PLUGIN.new"
+[ ! -e "$plugins/$COMPANIONS" ] || mv "$plugins/$COMPANIONS" "$plugins/.$COMPANIONS.old"
+mv "$plugins/.$COMPANIONS.new" "$plugins/$COMPANIONS"
+mv -f "$plugins/.$PLUGIN.new" "$plugins/$PLUGIN"
+rm -rf "$plugins/.$COMPANIONS.old" "$plugins"/libwasmedge_nn_whisper.so.*
 if check; then
   log "installed into WasmEdge $version at $prefix ($plugins); no WASMEDGE_PLUGIN_PATH needed"
 else

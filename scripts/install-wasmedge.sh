@@ -73,8 +73,23 @@ case $WANT in
   *) log "WasmEdge $WANT: this script knows 0.14.1 and 0.17.1"; exit 1 ;;
 esac
 
+# bin/trixie-run of a private prefix: runs a program under the prefix's loader, with the
+# caller's LD_LIBRARY_PATH after the prefix's libraries (cargo puts llama.cpp's shared
+# libraries there for the test binaries).
+write_trixie_run() {
+  cat > "$1/bin/trixie-run" <<'EOS'
+#!/bin/sh
+# Run a program (e.g. a Rust test binary linking libwasmedge) under this prefix's loader.
+d=$(dirname "$(readlink -f "$0")")/..
+exec "$d/trixie/lib/ld-linux-x86-64.so.2" --library-path "$d/trixie/lib:$d/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$@"
+EOS
+  chmod +x "$1/bin/trixie-run"
+}
+
 # 1.
 if complete_install "$PREFIX"; then
+  # An earlier version of this script wrote a trixie-run that dropped LD_LIBRARY_PATH.
+  if [ -x "$PREFIX/trixie/lib/ld-linux-x86-64.so.2" ]; then write_trixie_run "$PREFIX"; fi
   log "WasmEdge $WANT ready at $PREFIX"; exit 0
 fi
 # 2.
@@ -133,13 +148,7 @@ patchelf --set-rpath '$ORIGIN/../trixie/lib' "$(ls "$tmp"/lib/libwasmedge.so.*.*
 # (run this script again after moving it).
 patchelf --set-interpreter "$PREFIX/trixie/lib/ld-linux-x86-64.so.2" \
          --force-rpath --set-rpath '$ORIGIN/../trixie/lib:$ORIGIN/../lib' "$tmp/bin/wasmedge"
-cat > "$tmp/bin/trixie-run" <<'EOS'
-#!/bin/sh
-# Run a program (e.g. a Rust test binary linking libwasmedge) under this prefix's loader.
-d=$(dirname "$(readlink -f "$0")")/..
-exec "$d/trixie/lib/ld-linux-x86-64.so.2" --library-path "$d/trixie/lib:$d/lib" "$@"
-EOS
-chmod +x "$tmp/bin/trixie-run"
+write_trixie_run "$tmp"
 rm -rf "$PREFIX"; mv "$tmp" "$PREFIX"
 "$PREFIX/bin/wasmedge" --version
 complete_install "$PREFIX"

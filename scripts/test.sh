@@ -12,11 +12,14 @@ bash "$ROOT/scripts/build.sh"
 cd "$ROOT"
 # The native Whisper reference runs as a process of its own (whisper-rs and llama-cpp-2 each
 # bring a ggml, so no test binary can link both).
+drop_dangling_lib_links
 cargo build --release --locked -p whisper-native
 # The benchmarks are not run here, but must keep building.
+drop_dangling_lib_links
 cargo bench --no-run --locked -p e2e
 # ggml's worker threads spin-wait: two models running at once on a small machine starve each
 # other, so the tests run one at a time.
+drop_dangling_lib_links
 cargo test --release --locked --workspace "$@" -- --test-threads=1
 if [ $# -eq 0 ]; then
   # The same plugin and guests on WasmEdge 0.17 (plugin API 5, 64-bit memory offsets): every

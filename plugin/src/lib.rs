@@ -17,6 +17,7 @@ pub mod integrity;
 pub mod limits;
 pub mod logging;
 pub mod nn;
+pub mod plugin_dir;
 pub mod preload;
 pub mod registry;
 // Left out of unit-test builds: its symbols come from the libwasmedge of the loading process.

@@ -15,6 +15,9 @@ fn backend() -> &'static LlamaBackend {
     static B: OnceLock<LlamaBackend> = OnceLock::new();
     B.get_or_init(|| {
         llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default().with_logs_enabled(false));
+        // ggml's CPU backend variants, built with llama-cpp-sys-2 (its build folder is compiled
+        // in): the best for this CPU, as the plugin picks from its own folder.
+        llama_cpp_2::llama_backend::load_backends();
         LlamaBackend::init().expect("llama backend")
     })
 }

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 const OFFICIAL: &str = "libwasmedgePluginWasiNN.so";
+/// The plugin's companion folder (plugin/src/plugin_dir.rs, scripts/env.sh).
+const COMPANIONS: &str = "wasmedge-nn";
 
 /// A WasmEdge of its own under `dir`, made from the installation at `prefix`: the CLI and
 /// libwasmedge copied, so WasmEdge's default plugin folder (derived from where libwasmedge was
@@ -88,14 +90,15 @@ fn install_check_uninstall(prefix: &Path) -> Answer {
 
     let out = install_plugin(&root, &[]);
     assert!(out.status.success(), "install-plugin.sh failed");
-    let abi = std::fs::read_dir(plugin_dir())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .find(|n| n.starts_with("libwasmedge_nn_whisper.so."))
-        .expect("the Whisper runtime in PLUGIN_DIR");
-    let mut want = vec![format!("{OFFICIAL}.off"), "libwasmedge_nn_plugin.so".to_string(), abi];
+    // The plugin, and its companion folder exactly as the build made it (llama.cpp's and
+    // ggml's libraries, ggml's CPU variants, the Whisper runtime).
+    let mut want = vec![format!("{OFFICIAL}.off"), "libwasmedge_nn_plugin.so".to_string(), COMPANIONS.to_string()];
     want.sort();
+    let companions = names_in(&plugin_dir().join(COMPANIONS));
+    assert!(companions.iter().any(|n| n.starts_with("libggml-cpu-x64.")), "{companions:?}");
+    assert!(companions.iter().any(|n| n.starts_with("libwasmedge_nn_whisper.so.")), "{companions:?}");
     assert_eq!(names_in(&plugins), want, "what the install put in {}", plugins.display());
+    assert_eq!(names_in(&plugins.join(COMPANIONS)), companions);
     let log = String::from_utf8_lossy(&out.stderr);
     assert_log_says(&log, &["set aside", "no WASMEDGE_PLUGIN_PATH needed"]);
     assert!(install_plugin(&root, &["--check"]).status.success(), "--check failed after installing");
@@ -107,6 +110,7 @@ fn install_check_uninstall(prefix: &Path) -> Answer {
     // Installing again (an upgrade) is fine and changes nothing else.
     assert!(install_plugin(&root, &[]).status.success(), "a second install failed");
     assert_eq!(names_in(&plugins), want);
+    assert_eq!(names_in(&plugins.join(COMPANIONS)), companions);
 
     let out = install_plugin(&root, &["--uninstall"]);
     assert!(out.status.success(), "uninstall failed");

@@ -81,7 +81,7 @@ impl GgmlContext {
             self.session = None;
         }
         if self.session.is_none() {
-            let s = Session::new(super::llama_backend()?, self.graph.model.clone(), &self.options)?;
+            let s = Session::new(&super::llama_backend()?.0, self.graph.model.clone(), &self.options)?;
             log::debug!("new llama.cpp context: ctx-size {}, threads {}", s.n_ctx(), self.options.threads);
             self.session = Some(s);
         }

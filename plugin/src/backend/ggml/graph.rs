@@ -1,5 +1,6 @@
 //! The GGML backend itself: models loaded through llama.cpp, shared by their contexts.
 
+use super::backends::{self, Loaded};
 use super::context::GgmlContext;
 use super::native_log;
 use super::options::Options;
@@ -20,12 +21,22 @@ use std::sync::{Arc, Mutex};
 
 pub struct GgmlBackend;
 
-/// llama.cpp's process-wide initialisation, done once.
-pub(super) fn llama_backend() -> NnResult<&'static LlamaBackend> {
-    static BACKEND: OnceCell<LlamaBackend> = OnceCell::new();
+/// llama.cpp's process-wide initialisation, done once: ggml's backends (the CPU variant for
+/// this machine, a GPU backend when one is installed) are loaded first.
+pub(super) fn llama_backend() -> NnResult<&'static (LlamaBackend, Loaded)> {
+    static BACKEND: OnceCell<(LlamaBackend, Loaded)> = OnceCell::new();
     BACKEND.get_or_try_init(|| {
         native_log::install();
-        LlamaBackend::init().map_err(|e| NnError::runtime(format!("cannot initialise llama.cpp: {e}")))
+        let dir = backends::dir().ok_or_else(|| {
+            NnError::runtime(format!(
+                "cannot tell which folder this plugin was loaded from, where ggml's backends are; set {}",
+                backends::DIR_ENV
+            ))
+        })?;
+        let loaded = backends::load_from(&dir)?;
+        let backend =
+            LlamaBackend::init().map_err(|e| NnError::runtime(format!("cannot initialise llama.cpp: {e}")))?;
+        Ok((backend, loaded))
     })
 }
 
@@ -67,7 +78,16 @@ impl GgmlGraph {
 
 impl GgmlBackend {
     fn load(&self, path: &Path, options: Options) -> NnResult<Box<dyn Graph>> {
-        let backend = llama_backend()?;
+        let (backend, loaded) = llama_backend()?;
+        if options.n_gpu_layers > 0 && !loaded.has_gpu() {
+            log::warn!(
+                "n-gpu-layers {} asked for, but no GPU backend is installed beside the plugin \
+                 (libggml-cuda{}): {} runs on the CPU",
+                options.n_gpu_layers,
+                backends::SUFFIX,
+                path.display()
+            );
+        }
         let params = LlamaModelParams::default()
             .with_n_gpu_layers(options.n_gpu_layers.clamp(0, u32::MAX as i64) as u32)
             .with_main_gpu(options.main_gpu.clamp(0, i32::MAX as i64) as i32)

@@ -8,6 +8,8 @@
 pub mod options;
 
 #[cfg(feature = "ggml")]
+mod backends;
+#[cfg(feature = "ggml")]
 mod context;
 #[cfg(feature = "ggml")]
 mod graph;

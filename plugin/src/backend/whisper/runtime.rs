@@ -2,9 +2,9 @@
 //! opened with `dlopen(RTLD_NOW | RTLD_LOCAL)` so its ggml never meets llama.cpp's, and given
 //! a safe face. This is the only code that calls across that boundary.
 //!
-//! Where it is looked for: the file `WASMEDGE_NN_WHISPER_LIB` names, else beside the plugin's
-//! own library. Its name does not end in `.so`, so WasmEdge, which loads every `*.so` in its
-//! plugin folders, leaves it alone.
+//! Where it is looked for: the file `WASMEDGE_NN_WHISPER_LIB` names, else in the plugin's
+//! companion folder (`wasmedge-nn/` beside it). Its name does not end in `.so`, so WasmEdge,
+//! which loads every `*.so` in its plugin folders, leaves it alone.
 
 use crate::abi::Errno;
 use crate::error::{NnError, NnResult};
@@ -26,20 +26,6 @@ pub struct Runtime {
     api: &'static Api,
     /// Keeps the library mapped for the life of the process (it is never closed).
     _lib: libloading::Library,
-}
-
-/// The folder holding this plugin's own library.
-fn plugin_dir() -> Option<PathBuf> {
-    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
-    // SAFETY: dladdr reads the address of a function of this library and fills `info`.
-    let found = unsafe { libc::dladdr(plugin_dir as *const c_void, &mut info) };
-    if found == 0 || info.dli_fname.is_null() {
-        return None;
-    }
-    // SAFETY: dladdr set dli_fname to a NUL-terminated path.
-    let file = unsafe { std::ffi::CStr::from_ptr(info.dli_fname) };
-    let path = PathBuf::from(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(file.to_bytes()));
-    path.canonicalize().unwrap_or(path).parent().map(Path::to_path_buf)
 }
 
 fn open(path: &Path) -> Result<Runtime, String> {
@@ -95,7 +81,7 @@ pub fn runtime() -> NnResult<&'static Runtime> {
         .get_or_init(|| {
             let candidates: Vec<PathBuf> = match std::env::var_os(LIB_ENV) {
                 Some(p) => vec![PathBuf::from(p)],
-                None => plugin_dir().map(|d| d.join(file_name())).into_iter().collect(),
+                None => crate::plugin_dir::companions_dir().map(|d| d.join(file_name())).into_iter().collect(),
             };
             let mut why = Vec::new();
             for path in &candidates {
@@ -108,9 +94,10 @@ pub fn runtime() -> NnResult<&'static Runtime> {
                 }
             }
             Err(format!(
-                "the Whisper backend's runtime library is not installed: put {} beside the plugin (it is built with \
-                 it), or name it in {LIB_ENV} ({})",
+                "the Whisper backend's runtime library is not installed: put {} in the folder {}/ beside the \
+                 plugin (it is built with it; scripts/install-plugin.sh installs both), or name it in {LIB_ENV} ({})",
                 file_name(),
+                crate::plugin_dir::COMPANIONS,
                 if why.is_empty() { "the plugin's folder is unknown".to_string() } else { why.join("; ") }
             ))
         })

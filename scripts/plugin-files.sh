@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Put the built plugin and its companion folder into DEST (scripts/build.sh: $PLUGIN_DIR; the
+# Dockerfile: the image's plugin folder):
+#
+#   DEST/libwasmedge_nn_plugin.so
+#   DEST/wasmedge-nn/   llama.cpp's and ggml's shared libraries under their sonames
+#                       (libllama.so.0, libmtmd.so.0, libggml.so.0, libggml-base.so.0), ggml's
+#                       CPU variants (libggml-cpu-<cpu>.so.0: the plugin loads the best one
+#                       for the machine), the Whisper runtime (libwasmedge_nn_whisper.so.N)
+#
+# No companion's name ends in .so: WasmEdge opens every *.so under its plugin path as a
+# plugin. Files are replaced, never overwritten in place: a running wasmedge has the old
+# ones mapped, and truncating one under that process kills it (SIGBUS).
+#   scripts/plugin-files.sh DEST [--strip]
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+dest=${1:?usage: $0 DEST [--strip]}
+release=$CARGO_TARGET_DIR/release
+# llama-cpp-sys-2's install folder (the newest, should an older configuration remain).
+llama_out=$(ls -td "$release"/build/llama-cpp-sys-2-*/out/backends 2>/dev/null | head -n1)
+[ -n "$llama_out" ] || { echo "no llama.cpp build with dynamic backends under $release: build first" >&2; exit 1; }
+llama_out=${llama_out%/backends}
+
+mkdir -p "$dest"
+new="$dest/.$COMPANIONS.new"
+rm -rf "$new" "$dest/.$COMPANIONS.old"; mkdir -p "$new"
+for lib in llama mtmd ggml ggml-base; do cp -L "$llama_out/lib/lib$lib.so.0" "$new/"; done
+for f in "$llama_out"/backends/libggml-*.so; do cp "$f" "$new/$(basename "$f").0"; done
+# The suffix of the Whisper runtime's name is the version of its interface with the plugin.
+cp "$release/libwasmedge_nn_whisper.so" "$new/$WHISPER_LIB"
+cp "$release/libwasmedge_nn_plugin.so" "$dest/.libwasmedge_nn_plugin.so.new"
+if [ "${2:-}" = --strip ]; then strip --strip-unneeded "$new"/* "$dest/.libwasmedge_nn_plugin.so.new"; fi
+[ ! -e "$dest/$COMPANIONS" ] || mv "$dest/$COMPANIONS" "$dest/.$COMPANIONS.old"
+mv "$new" "$dest/$COMPANIONS"
+mv -f "$dest/.libwasmedge_nn_plugin.so.new" "$dest/libwasmedge_nn_plugin.so"
+# (Before the companion folder, the Whisper runtime lay beside the plugin.)
+rm -rf "$dest/.$COMPANIONS.old" "$dest"/libwasmedge_nn_whisper.so.*
