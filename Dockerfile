@@ -37,10 +37,9 @@ COPY . .
 RUN --mount=type=cache,target=/opt/cargo/registry \
     --mount=type=cache,target=/src/target \
     export GGML_NATIVE=OFF CARGO_TARGET_DIR=/src/target \
- && cargo build --release --locked -p wasmedge-nn-plugin -p wasmedge-nn-whisper \
+ && bash scripts/plugin-files.sh /out/plugin --strip \
  && (cd guest-examples && cargo build --release --locked) \
  && mkdir -p /out/examples \
- && bash scripts/plugin-files.sh /out/plugin --strip \
  && cp target/wasm32-wasip1/release/*.wasm /out/examples/ \
  && bash -c 'printf "$(sed "s/../\\\\x&/g" scripts/nn-check.wasm.hex)"' > /out/nn-check.wasm \
  && sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1 > /out/VERSION

@@ -1,13 +1,11 @@
 #!/usr/bin/env bash
 # Build the plugin and the guests (release), and put the plugin alone (with its companion
-# folder, scripts/plugin-files.sh) in $PLUGIN_DIR.
+# folder: scripts/plugin-files.sh) in $PLUGIN_DIR.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 log() { echo "[build] $*" >&2; }
 
 log "plugin and its Whisper runtime (the first build compiles llama.cpp and whisper.cpp: several minutes)"
-drop_dangling_lib_links
-( cd "$ROOT" && cargo build --release --locked -p wasmedge-nn-plugin -p wasmedge-nn-whisper )
 bash "$ROOT/scripts/plugin-files.sh" "$PLUGIN_DIR"
 log "guests"
 ( cd "$ROOT/guest-examples" && cargo build --release --locked )

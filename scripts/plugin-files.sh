@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Put the built plugin and its companion folder into DEST (scripts/build.sh: $PLUGIN_DIR; the
-# Dockerfile: the image's plugin folder):
+# Build the plugin and its Whisper runtime (release), and put them with their companion
+# libraries into DEST (scripts/build.sh: $PLUGIN_DIR; the Dockerfile: the image's plugin
+# folder):
 #
 #   DEST/libwasmedge_nn_plugin.so
 #   DEST/wasmedge-nn/   llama.cpp's and ggml's shared libraries under their sonames
@@ -16,10 +17,15 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 dest=${1:?usage: $0 DEST [--strip]}
 release=$CARGO_TARGET_DIR/release
-# llama-cpp-sys-2's install folder (the newest, should an older configuration remain).
-llama_out=$(ls -td "$release"/build/llama-cpp-sys-2-*/out/backends 2>/dev/null | head -n1)
-[ -n "$llama_out" ] || { echo "no llama.cpp build with dynamic backends under $release: build first" >&2; exit 1; }
-llama_out=${llama_out%/backends}
+drop_dangling_lib_links
+# The build, and where llama-cpp-sys-2 installed llama.cpp for it: its build script's out_dir
+# (the target folder can hold other configurations of it, e.g. the tests').
+messages=$(mktemp); trap 'rm -f "$messages"' EXIT
+( cd "$ROOT" && cargo build --release --locked -p wasmedge-nn-plugin -p wasmedge-nn-whisper \
+    --message-format=json-render-diagnostics > "$messages" )
+llama_out=$(grep '"reason":"build-script-executed"' "$messages" | grep -E '[#/]llama-cpp-sys-2[@#]' \
+  | sed -n 's/.*"out_dir":"\([^"]*\)".*/\1/p' | tail -n1)
+[ -d "$llama_out/backends" ] || { echo "llama.cpp's build (with dynamic backends) not found in cargo's output" >&2; exit 1; }
 
 mkdir -p "$dest"
 new="$dest/.$COMPANIONS.new"

@@ -19,7 +19,7 @@ fn transcribe(sample: &str, extra: &[&str]) -> String {
         run_guest(&[asr_preload()], "transcribe", &[&["asr", wav.as_str()], extra, &[config.as_str()]].concat());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "transcribe {sample} failed:\n{stderr}");
-    // The Whisper runtime beside the plugin is not mistaken for a plugin.
+    // The Whisper runtime in the plugin's companion folder is not mistaken for a plugin.
     assert!(!stderr.contains("load library failed"), "{stderr}");
     String::from_utf8(out.stdout).expect("UTF-8")
 }
