@@ -1,4 +1,4 @@
-//! ggml's compute backends, loaded at run time from the plugin's own folder.
+//! ggml's compute backends, loaded at run time from the plugin's companion folder.
 //!
 //! llama.cpp is built with ggml's dynamic backends: the CPU code comes as one library per CPU
 //! generation (`x64`, `sse42`, `haswell` for AVX2, `skylakex` and `zen4` for AVX-512, …) and
@@ -28,10 +28,9 @@ const NOT_BACKENDS: [&str; 1] = ["base"];
 /// folder holding fewer variants).
 pub const DIR_ENV: &str = "WASMEDGE_NN_GGML_BACKENDS";
 
-/// One backend library on disk.
+/// One backend library on disk (its kind is the key it is filed under).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Candidate {
-    kind: String,
     variant: Option<String>,
     path: PathBuf,
 }
@@ -67,7 +66,7 @@ fn candidates(dir: &Path) -> std::io::Result<BTreeMap<String, Vec<Candidate>>> {
         if NOT_BACKENDS.contains(&kind) || kind.is_empty() {
             continue;
         }
-        by_kind.entry(kind.to_string()).or_default().push(Candidate { kind: kind.to_string(), variant, path });
+        by_kind.entry(kind.to_string()).or_default().push(Candidate { variant, path });
     }
     for list in by_kind.values_mut() {
         list.sort_by(|a, b| a.path.cmp(&b.path));
@@ -139,9 +138,10 @@ pub fn load_from(dir: &Path) -> NnResult<Loaded> {
     if !loaded.has("cpu") {
         return Err(NnError::runtime(format!(
             "no ggml CPU backend for this machine in {} (the plugin's libggml-cpu-*{SUFFIX} files are \
-             installed beside it; reinstall the plugin with scripts/install-plugin.sh, or set {DIR_ENV} \
-             to the folder that holds them)",
-            dir.display()
+             installed in its {}/ folder; reinstall the plugin with scripts/install-plugin.sh, or set \
+             {DIR_ENV} to the folder that holds them)",
+            dir.display(),
+            crate::plugin_dir::COMPANIONS
         )));
     }
     Ok(loaded)

@@ -22,10 +22,12 @@ use std::sync::{Arc, Mutex};
 pub struct GgmlBackend;
 
 /// llama.cpp's process-wide initialisation, done once: ggml's backends (the CPU variant for
-/// this machine, a GPU backend when one is installed) are loaded first.
+/// this machine, a GPU backend when one is installed) are loaded first. The outcome is kept,
+/// a failure too: ggml cannot unregister a backend, so loading them again would register a
+/// GPU twice.
 pub(super) fn llama_backend() -> NnResult<&'static (LlamaBackend, Loaded)> {
-    static BACKEND: OnceCell<(LlamaBackend, Loaded)> = OnceCell::new();
-    BACKEND.get_or_try_init(|| {
+    static BACKEND: OnceCell<Result<(LlamaBackend, Loaded), String>> = OnceCell::new();
+    let init = || -> NnResult<(LlamaBackend, Loaded)> {
         native_log::install();
         let dir = backends::dir().ok_or_else(|| {
             NnError::runtime(format!(
@@ -37,7 +39,8 @@ pub(super) fn llama_backend() -> NnResult<&'static (LlamaBackend, Loaded)> {
         let backend =
             LlamaBackend::init().map_err(|e| NnError::runtime(format!("cannot initialise llama.cpp: {e}")))?;
         Ok((backend, loaded))
-    })
+    };
+    BACKEND.get_or_init(|| init().map_err(|e| e.message)).as_ref().map_err(|e| NnError::runtime(e.clone()))
 }
 
 pub struct GgmlGraph {
