@@ -44,3 +44,12 @@ drop_dangling_lib_links() {
   done
   return 0
 }
+# replace_dir NEW DIR: put the folder NEW in place of DIR. A running wasmedge may have DIR's
+# files mapped: they are moved aside and unlinked, never overwritten (truncating a mapped
+# library kills that process with SIGBUS).
+replace_dir() {
+  rm -rf "$2.old"
+  [ ! -e "$2" ] || mv "$2" "$2.old"
+  mv "$1" "$2"
+  rm -rf "$2.old"
+}

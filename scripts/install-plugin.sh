@@ -120,13 +120,12 @@ if [ -f "$plugins/$OFFICIAL" ]; then
   log "WasmEdge's own WASI-NN plugin registers the same module: set aside as $OFFICIAL.off (--uninstall restores it)"
 fi
 # Replace, never overwrite in place: a running wasmedge may have the old files mapped.
-rm -rf "$plugins/.$COMPANIONS.new" "$plugins/.$COMPANIONS.old"
+rm -rf "$plugins/.$COMPANIONS.new"
 cp -R "$src/$COMPANIONS" "$plugins/.$COMPANIONS.new"
 cp "$src/$PLUGIN" "$plugins/.$PLUGIN.new"
-[ ! -e "$plugins/$COMPANIONS" ] || mv "$plugins/$COMPANIONS" "$plugins/.$COMPANIONS.old"
-mv "$plugins/.$COMPANIONS.new" "$plugins/$COMPANIONS"
+replace_dir "$plugins/.$COMPANIONS.new" "$plugins/$COMPANIONS"
 mv -f "$plugins/.$PLUGIN.new" "$plugins/$PLUGIN"
-rm -rf "$plugins/.$COMPANIONS.old" "$plugins"/libwasmedge_nn_whisper.so.*
+rm -f "$plugins"/libwasmedge_nn_whisper.so.*
 if check; then
   log "installed into WasmEdge $version at $prefix ($plugins); no WASMEDGE_PLUGIN_PATH needed"
 else

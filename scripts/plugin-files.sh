@@ -29,15 +29,14 @@ llama_out=$(grep '"reason":"build-script-executed"' "$messages" | grep -E '[#/]l
 
 mkdir -p "$dest"
 new="$dest/.$COMPANIONS.new"
-rm -rf "$new" "$dest/.$COMPANIONS.old"; mkdir -p "$new"
+rm -rf "$new"; mkdir -p "$new"
 for lib in llama mtmd ggml ggml-base; do cp -L "$llama_out/lib/lib$lib.so.0" "$new/"; done
 for f in "$llama_out"/backends/libggml-*.so; do cp "$f" "$new/$(basename "$f").0"; done
 # The suffix of the Whisper runtime's name is the version of its interface with the plugin.
 cp "$release/libwasmedge_nn_whisper.so" "$new/$WHISPER_LIB"
 cp "$release/libwasmedge_nn_plugin.so" "$dest/.libwasmedge_nn_plugin.so.new"
 if [ "${2:-}" = --strip ]; then strip --strip-unneeded "$new"/* "$dest/.libwasmedge_nn_plugin.so.new"; fi
-[ ! -e "$dest/$COMPANIONS" ] || mv "$dest/$COMPANIONS" "$dest/.$COMPANIONS.old"
-mv "$new" "$dest/$COMPANIONS"
+replace_dir "$new" "$dest/$COMPANIONS"
 mv -f "$dest/.libwasmedge_nn_plugin.so.new" "$dest/libwasmedge_nn_plugin.so"
 # (Before the companion folder, the Whisper runtime lay beside the plugin.)
-rm -rf "$dest/.$COMPANIONS.old" "$dest"/libwasmedge_nn_whisper.so.*
+rm -f "$dest"/libwasmedge_nn_whisper.so.*
