@@ -11,9 +11,9 @@
 # Without a Docker engine: scripts/container.sh builds and runs it with buildah and podman.
 #
 # The image runs on any x86-64 CPU: llama.cpp's math comes as per-CPU variants (baseline SSE2
-# up to AVX-512 and AMX) and the plugin loads the best one for the machine it runs on. The
-# Whisper runtime's ggml is built for AVX2/FMA/F16C (x86-64-v3: Intel since 2013, AMD since
-# 2015) rather than for the machine that builds the image.
+# up to AVX-512 and AMX) and the plugin loads the best one for the machine it runs on; the
+# Whisper runtime comes built for three CPU levels (x86-64, x86-64-v3 with AVX2, x86-64-v4
+# with AVX-512) and the plugin opens the best one. Nothing is built for the building machine.
 
 # ---- build: the plugin, its Whisper runtime and the guest examples -------------------------
 FROM debian:trixie-slim AS build
@@ -32,11 +32,9 @@ RUN curl --proto '=https' -sSf -o /tmp/rustup-init \
  && rm /tmp/rustup-init
 WORKDIR /src
 COPY . .
-# GGML_NATIVE=OFF: whisper.cpp's ggml would otherwise compile for the building machine's CPU
-# (llama.cpp's ignores it: its CPU variants are built either way).
 RUN --mount=type=cache,target=/opt/cargo/registry \
     --mount=type=cache,target=/src/target \
-    export GGML_NATIVE=OFF CARGO_TARGET_DIR=/src/target \
+    export CARGO_TARGET_DIR=/src/target \
  && bash scripts/plugin-files.sh /out/plugin --strip \
  && (cd guest-examples && cargo build --release --locked) \
  && mkdir -p /out/examples \

@@ -10,8 +10,7 @@ set -euo pipefail
 "$ROOT/scripts/build.sh"
 . "$ROOT/scripts/env.sh"
 cd "$ROOT"
-drop_dangling_lib_links
-cargo build --release --locked -p whisper-native
+build_whisper "$(whisper_level_here)" -p whisper-native
 export BENCH_OUT=${BENCH_OUT:-$ROOT/bench-results}
 drop_dangling_lib_links
 cargo bench --locked -p e2e --bench speed

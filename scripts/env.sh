@@ -22,9 +22,46 @@ if [ -x "$WASMEDGE_PREFIX/bin/trixie-run" ]; then
 fi
 # The plugin's companion libraries go in this folder beside it (plugin/src/plugin_dir.rs).
 COMPANIONS=wasmedge-nn
-# The Whisper runtime's file name in that folder: the suffix is the version of the
-# interface between the two (whisper/abi), so a mismatched pair is never picked up.
-WHISPER_LIB=libwasmedge_nn_whisper.so.$(sed -n 's/^pub const VERSION: u32 = \([0-9]*\);/\1/p' "$ROOT/whisper/abi/src/lib.rs")
+# The Whisper runtime's version of its interface with the plugin (whisper/abi): the suffix
+# of its file names, so a mismatched pair is never picked up.
+WHISPER_ABI=$(sed -n 's/^pub const VERSION: u32 = \([0-9]*\);/\1/p' "$ROOT/whisper/abi/src/lib.rs")
+# whisper.cpp links its ggml statically, so its CPU code cannot be chosen at run time as
+# llama.cpp's is: the Whisper runtime is built once per CPU level, with these ggml options,
+# into $CARGO_TARGET_DIR/whisper-<level>, and the plugin opens the best this CPU runs
+# (plugin/src/backend/whisper/runtime.rs, cpu_levels: keep the two lists in step).
+# One line per level, best last: NAME GGML options.
+whisper_levels() {
+  case $(uname -m) in
+    x86_64)
+      echo "x86-64 GGML_NATIVE=OFF GGML_SSE42=OFF GGML_AVX=OFF GGML_AVX2=OFF GGML_BMI2=OFF GGML_FMA=OFF GGML_F16C=OFF"
+      echo "x86-64-v3 GGML_NATIVE=OFF"
+      echo "x86-64-v4 GGML_NATIVE=OFF GGML_AVX512=ON" ;;
+    *) echo "$(uname -m) GGML_NATIVE=OFF" ;;
+  esac
+}
+# The best level this CPU runs (as the plugin chooses it).
+whisper_level_here() {
+  local flags n=0 f
+  [ "$(uname -m)" = x86_64 ] || { uname -m; return; }
+  flags=" $(grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2) "
+  for f in sse4_2 avx avx2 bmi2 fma f16c; do [[ $flags == *" $f "* ]] && n=$((n + 1)); done
+  [ $n = 6 ] || { echo x86-64; return; }
+  for f in avx512f avx512cd avx512vl avx512dq avx512bw; do [[ $flags == *" $f "* ]] && n=$((n + 1)); done
+  if [ $n = 11 ]; then echo x86-64-v4; else echo x86-64-v3; fi
+}
+# build_whisper LEVEL CARGO-ARGS...: cargo build --release with that level's ggml options,
+# in its own target folder (whisper-rs-sys does not rebuild when they change).
+build_whisper() {
+  local level=$1 opts; shift
+  opts=$(whisper_levels | awk -v l="$level" '$1 == l { $1 = ""; print }')
+  [ -n "$opts" ] || { echo "unknown Whisper CPU level $level" >&2; return 1; }
+  ( cd "$ROOT" && env $opts CARGO_TARGET_DIR="$CARGO_TARGET_DIR/whisper-$level" \
+      cargo build --release --locked "$@" )
+}
+# The native Whisper reference for the tests and benchmarks: whisper-rs built as the runtime
+# the plugin opens here, so the two compute alike.
+WHISPER_NATIVE=${WHISPER_NATIVE:-$CARGO_TARGET_DIR/whisper-$(whisper_level_here)/release/whisper-native}
+export WHISPER_NATIVE
 # The Debian mirror apt already uses (DEBIAN_MIRROR overrides), for other releases' packages
 # and debootstrap; empty when none is found.
 debian_mirror() {

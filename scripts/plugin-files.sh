@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Build the plugin and its Whisper runtime (release), and put them with their companion
-# libraries into DEST (scripts/build.sh: $PLUGIN_DIR; the Dockerfile: the image's plugin
-# folder):
+# Build the plugin and its Whisper runtime (release; the runtime once per CPU level), and put
+# them with their companion libraries into DEST (scripts/build.sh: $PLUGIN_DIR; the
+# Dockerfile: the image's plugin folder):
 #
 #   DEST/libwasmedge_nn_plugin.so
 #   DEST/wasmedge-nn/   llama.cpp's and ggml's shared libraries under their sonames
 #                       (libllama.so.0, libmtmd.so.0, libggml.so.0, libggml-base.so.0), ggml's
 #                       CPU variants (libggml-cpu-<cpu>.so.0: the plugin loads the best one
-#                       for the machine), the Whisper runtime (libwasmedge_nn_whisper.so.N)
+#                       for the machine), the Whisper runtime for each CPU level
+#                       (libwasmedge_nn_whisper-<level>.so.N: the plugin opens the best one)
 #
 # No companion's name ends in .so: WasmEdge opens every *.so under its plugin path as a
 # plugin. Files are replaced, never overwritten in place: a running wasmedge has the old
@@ -21,8 +22,13 @@ drop_dangling_lib_links
 # The build, and where llama-cpp-sys-2 installed llama.cpp for it: its build script's out_dir
 # (the target folder can hold other configurations of it, e.g. the tests').
 messages=$(mktemp); trap 'rm -f "$messages"' EXIT
-( cd "$ROOT" && cargo build --release --locked -p wasmedge-nn-plugin -p wasmedge-nn-whisper \
+( cd "$ROOT" && cargo build --release --locked -p wasmedge-nn-plugin \
     --message-format=json-render-diagnostics > "$messages" )
+levels=$(whisper_levels | cut -d' ' -f1)
+for level in $levels; do
+  echo "[plugin-files] Whisper runtime for $level" >&2
+  build_whisper "$level" -p wasmedge-nn-whisper
+done
 llama_out=$(grep '"reason":"build-script-executed"' "$messages" | grep -E '[#/]llama-cpp-sys-2[@#]' \
   | sed -n 's/.*"out_dir":"\([^"]*\)".*/\1/p' | tail -n1)
 [ -d "$llama_out/backends" ] || { echo "llama.cpp's build (with dynamic backends) not found in cargo's output" >&2; exit 1; }
@@ -32,8 +38,10 @@ new="$dest/.$COMPANIONS.new"
 rm -rf "$new"; mkdir -p "$new"
 for lib in llama mtmd ggml ggml-base; do cp -L "$llama_out/lib/lib$lib.so.0" "$new/"; done
 for f in "$llama_out"/backends/libggml-*.so; do cp "$f" "$new/$(basename "$f").0"; done
-# The suffix of the Whisper runtime's name is the version of its interface with the plugin.
-cp "$release/libwasmedge_nn_whisper.so" "$new/$WHISPER_LIB"
+# The suffix of the Whisper runtime's names is the version of its interface with the plugin.
+for level in $levels; do
+  cp "$CARGO_TARGET_DIR/whisper-$level/release/libwasmedge_nn_whisper.so" "$new/libwasmedge_nn_whisper-$level.so.$WHISPER_ABI"
+done
 cp "$release/libwasmedge_nn_plugin.so" "$dest/.libwasmedge_nn_plugin.so.new"
 if [ "${2:-}" = --strip ]; then strip --strip-unneeded "$new"/* "$dest/.libwasmedge_nn_plugin.so.new"; fi
 replace_dir "$new" "$dest/$COMPANIONS"

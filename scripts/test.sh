@@ -11,16 +11,18 @@ bash "$ROOT/scripts/build.sh"
 . "$ROOT/scripts/env.sh"
 cd "$ROOT"
 # The native Whisper reference runs as a process of its own (whisper-rs and llama-cpp-2 each
-# bring a ggml, so no test binary can link both).
-drop_dangling_lib_links
-cargo build --release --locked -p whisper-native
+# bring a ggml, so no test binary can link both), built as the Whisper runtime the plugin
+# opens on this CPU ($WHISPER_NATIVE).
+build_whisper "$(whisper_level_here)" -p whisper-native
 # The benchmarks are not run here, but must keep building.
 drop_dangling_lib_links
 cargo bench --no-run --locked -p e2e
 # ggml's worker threads spin-wait: two models running at once on a small machine starve each
 # other, so the tests run one at a time.
 drop_dangling_lib_links
-cargo test --release --locked --workspace "$@" -- --test-threads=1
+# (The Whisper crates have no tests of their own and are built per CPU level, above.)
+cargo test --release --locked --workspace --exclude wasmedge-nn-whisper --exclude whisper-native "$@" \
+  -- --test-threads=1
 if [ $# -eq 0 ]; then
   # The same plugin and guests on WasmEdge 0.17 (plugin API 5, 64-bit memory offsets): every
   # test that drives the wasmedge CLI, again.

@@ -13,8 +13,6 @@ fn setting(name: &str, default: usize) -> usize {
 }
 
 fn main() {
-    let target =
-        std::path::PathBuf::from(std::env::var("CARGO_TARGET_DIR").expect("CARGO_TARGET_DIR (scripts/env.sh)"));
     let cfg = Config {
         runs: setting("BENCH_RUNS", 5),
         pairs: setting("BENCH_PAIRS", 60),
@@ -22,7 +20,7 @@ fn main() {
         threads: setting("BENCH_THREADS", 2) as u32,
         out_dir: std::env::var_os("BENCH_OUT").map_or_else(|| e2e::root().join("bench-results"), Into::into),
         llama_native: env!("CARGO_BIN_EXE_llama-native").into(),
-        whisper_native: target.join("release/whisper-native"),
+        whisper_native: e2e::var_path("WHISPER_NATIVE"),
     };
     let report = speed::measure(&cfg);
     println!("\n{}", speed::table(&report));

@@ -16,7 +16,7 @@ pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
-fn var_path(name: &str) -> PathBuf {
+pub fn var_path(name: &str) -> PathBuf {
     std::env::var_os(name).map(PathBuf::from).unwrap_or_else(|| {
         panic!("{name} is not set: run the tests with scripts/test.sh, which builds and sets everything")
     })
@@ -181,7 +181,7 @@ pub fn labelled(stdout: &str, label: &str) -> String {
 /// The native Whisper reference (tests/whisper-native, a process of its own): the transcript
 /// whisper-rs produces for a 16 kHz mono WAV file, in the plugin's output format.
 pub fn whisper_native(wav: &str, threads: u32, beam_size: u32) -> String {
-    let bin = var_path("CARGO_TARGET_DIR").join("release/whisper-native");
+    let bin = var_path("WHISPER_NATIVE");
     assert!(bin.is_file(), "{} is missing: scripts/test.sh builds it", bin.display());
     let out = Command::new(bin)
         .current_dir(root())

@@ -1,5 +1,6 @@
 //! ggml's CPU code comes as per-CPU variants in the plugin's companion folder, and the
-//! plugin loads the best one this machine runs: the portable build.
+//! plugin loads the best one this machine runs: the portable build. The same for the Whisper
+//! runtime, built once per CPU level.
 
 use e2e::*;
 use std::path::{Path, PathBuf};
@@ -111,4 +112,75 @@ fn gpu_layers_without_a_gpu_backend_fall_back_to_the_cpu_with_a_warning() {
     let log = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(parse_answer(&out).text.contains("Paris"));
     assert_log_says(&log, &["n-gpu-layers 99 asked for, but no GPU backend is installed"]);
+}
+
+// whisper.cpp links its ggml statically, so the Whisper runtime is built once per CPU level
+// and the plugin opens the best one this CPU runs.
+
+const WHISPER_LEVELS: [&str; 3] = ["x86-64", "x86-64-v3", "x86-64-v4"];
+
+/// The `transcribe` example on paris.wav with the plugin's log at `info`: (transcript, log).
+fn transcribe_paris(env: &[(&str, &str)]) -> (String, String) {
+    let env = [&[("WASMEDGE_NN_LOG", "info")], env].concat();
+    let preload = format!("asr:Whisper:AUTO:{}", model(WHISPER_TINY_EN));
+    let wav = format!("{SPEECH}/paris.wav");
+    let out = run_guest_with_env(&env, &[preload], "transcribe", &["asr", &wav, r#"{"threads": 2}"#]);
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "transcribe failed:\n{log}");
+    (String::from_utf8(out.stdout).unwrap(), log)
+}
+
+/// The Whisper runtime file the plugin says it opened.
+fn whisper_runtime_in(log: &str) -> String {
+    let line = log.lines().find(|l| l.contains("Whisper runtime: ")).unwrap_or_else(|| panic!("none in:\n{log}"));
+    let path = line.split("Whisper runtime: ").nth(1).unwrap().trim();
+    Path::new(path).file_name().unwrap().to_str().unwrap().to_string()
+}
+
+fn whisper_file(level: &str) -> String {
+    let names: Vec<String> =
+        std::fs::read_dir(companions()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let prefix = format!("libwasmedge_nn_whisper-{level}.so.");
+    names
+        .into_iter()
+        .find(|n| n.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no {prefix}* in {}", companions().display()))
+}
+
+/// The best level this CPU runs, read from /proc/cpuinfo (the plugin asks CPUID).
+fn whisper_level_here() -> &'static str {
+    let v3 = ["sse4_2", "avx", "avx2", "bmi2", "fma", "f16c"].iter().all(|f| cpu_has(f));
+    let v4 = v3 && ["avx512f", "avx512cd", "avx512vl", "avx512dq", "avx512bw"].iter().all(|f| cpu_has(f));
+    if v4 {
+        "x86-64-v4"
+    } else if v3 {
+        "x86-64-v3"
+    } else {
+        "x86-64"
+    }
+}
+
+#[test]
+fn the_whisper_runtime_comes_for_every_cpu_level_and_the_best_is_opened() {
+    for level in WHISPER_LEVELS {
+        whisper_file(level);
+    }
+    let (transcript, log) = transcribe_paris(&[]);
+    assert_eq!(whisper_runtime_in(&log), whisper_file(whisper_level_here()));
+    // The tests' native reference is built for the same level: the two compute alike.
+    assert_eq!(transcript, whisper_native(&format!("{SPEECH}/paris.wav"), 2, 5));
+}
+
+/// What an old CPU gets (SSE2 only): the same words.
+#[test]
+fn the_baseline_whisper_runtime_hears_the_same_words() {
+    let baseline = companions().join(whisper_file("x86-64"));
+    let (transcript, log) = transcribe_paris(&[("WASMEDGE_NN_WHISPER_LIB", path_str(&baseline))]);
+    assert_eq!(whisper_runtime_in(&log), whisper_file("x86-64"));
+    let (best, _) = transcribe_paris(&[]);
+    println!("baseline:\n{transcript}best:\n{best}");
+    assert_eq!(words(&transcript), words(&best));
+    for key in ["tomorrow", "sunny", "paris"] {
+        assert!(words(&transcript).iter().any(|w| w == key), "no '{key}' in {transcript}");
+    }
 }

@@ -96,7 +96,7 @@ fn install_check_uninstall(prefix: &Path) -> Answer {
     want.sort();
     let companions = names_in(&plugin_dir().join(COMPANIONS));
     assert!(companions.iter().any(|n| n.starts_with("libggml-cpu-x64.")), "{companions:?}");
-    assert!(companions.iter().any(|n| n.starts_with("libwasmedge_nn_whisper.so.")), "{companions:?}");
+    assert!(companions.iter().any(|n| n.starts_with("libwasmedge_nn_whisper-x86-64.so.")), "{companions:?}");
     assert_eq!(names_in(&plugins), want, "what the install put in {}", plugins.display());
     assert_eq!(names_in(&plugins.join(COMPANIONS)), companions);
     let log = String::from_utf8_lossy(&out.stderr);

@@ -3,6 +3,7 @@
 //! full harness (`scripts/bench.sh`).
 
 use e2e::speed::{self, Config, SIDES};
+use e2e::var_path;
 
 #[test]
 fn the_speed_harness_produces_every_figure() {
@@ -14,8 +15,7 @@ fn the_speed_harness_produces_every_figure() {
         threads: 2,
         out_dir: out.path().to_path_buf(),
         llama_native: env!("CARGO_BIN_EXE_llama-native").into(),
-        whisper_native: std::path::PathBuf::from(std::env::var("CARGO_TARGET_DIR").unwrap())
-            .join("release/whisper-native"),
+        whisper_native: var_path("WHISPER_NATIVE"),
     };
     let report = speed::measure(&cfg);
     println!("{}", speed::table(&report));

@@ -1,10 +1,12 @@
-//! The Whisper runtime library (`libwasmedge_nn_whisper.so.N`, N the ABI version): found,
-//! opened with `dlopen(RTLD_NOW | RTLD_LOCAL)` so its ggml never meets llama.cpp's, and given
-//! a safe face. This is the only code that calls across that boundary.
+//! The Whisper runtime library (`libwasmedge_nn_whisper-<cpu>.so.N`, N the ABI version):
+//! found, opened with `dlopen(RTLD_NOW | RTLD_LOCAL)` so its ggml never meets llama.cpp's, and
+//! given a safe face. This is the only code that calls across that boundary.
 //!
-//! Where it is looked for: the file `WASMEDGE_NN_WHISPER_LIB` names, else in the plugin's
-//! companion folder (`wasmedge-nn/` beside it). Its name does not end in `.so`, so WasmEdge,
-//! which loads every `*.so` in its plugin folders, leaves it alone.
+//! whisper.cpp links its ggml statically, so it cannot load ggml's CPU variants at run time as
+//! llama.cpp does: the runtime is built once per CPU level instead ([`cpu_levels`]), and the
+//! best one this CPU runs is opened. Where it is looked for: the file `WASMEDGE_NN_WHISPER_LIB`
+//! names, else the plugin's companion folder (`wasmedge-nn/` beside it). No name ends in `.so`,
+//! so WasmEdge, which loads every `*.so` in its plugin folders, leaves them alone.
 
 use crate::abi::Errno;
 use crate::error::{NnError, NnResult};
@@ -17,9 +19,33 @@ use wasmedge_nn_whisper_abi::{self as abi, Api, Message, ModelInfo, Params, Stat
 
 pub const LIB_ENV: &str = "WASMEDGE_NN_WHISPER_LIB";
 
-/// The runtime's file name for this plugin's ABI version.
-pub fn file_name() -> String {
-    format!("libwasmedge_nn_whisper.so.{}", abi::VERSION)
+/// The CPU levels the runtime is built for that this CPU runs, best first. The names, and
+/// the ggml options each is built with, are those of `scripts/env.sh` (`whisper_levels`).
+pub fn cpu_levels() -> Vec<&'static str> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        let mut levels = Vec::new();
+        let v3 = has!("sse4.2") && has!("avx") && has!("avx2") && has!("bmi2") && has!("fma") && has!("f16c");
+        let v4 = v3 && has!("avx512f") && has!("avx512cd") && has!("avx512vl") && has!("avx512dq") && has!("avx512bw");
+        if v4 {
+            levels.push("x86-64-v4");
+        }
+        if v3 {
+            levels.push("x86-64-v3");
+        }
+        levels.push("x86-64");
+        levels
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        vec![std::env::consts::ARCH]
+    }
+}
+
+/// The runtime's file name for one CPU level and this plugin's ABI version.
+pub fn file_name(level: &str) -> String {
+    format!("libwasmedge_nn_whisper-{level}.so.{}", abi::VERSION)
 }
 
 pub struct Runtime {
@@ -79,12 +105,18 @@ pub fn runtime() -> NnResult<&'static Runtime> {
     static RUNTIME: OnceCell<Result<Runtime, String>> = OnceCell::new();
     RUNTIME
         .get_or_init(|| {
-            let candidates: Vec<PathBuf> = match std::env::var_os(LIB_ENV) {
-                Some(p) => vec![PathBuf::from(p)],
-                None => crate::plugin_dir::companions_dir().map(|d| d.join(file_name())).into_iter().collect(),
+            let levels = cpu_levels();
+            let candidates: Vec<PathBuf> = match (std::env::var_os(LIB_ENV), crate::plugin_dir::companions_dir()) {
+                (Some(p), _) => vec![PathBuf::from(p)],
+                (None, Some(dir)) => levels.iter().map(|l| dir.join(file_name(l))).collect(),
+                (None, None) => Vec::new(),
             };
             let mut why = Vec::new();
             for path in &candidates {
+                if !path.exists() {
+                    why.push(format!("no {}", path.display()));
+                    continue;
+                }
                 match open(path) {
                     Ok(rt) => {
                         log::info!("Whisper runtime: {}", path.display());
@@ -94,9 +126,11 @@ pub fn runtime() -> NnResult<&'static Runtime> {
                 }
             }
             Err(format!(
-                "the Whisper backend's runtime library is not installed: put {} in the folder {}/ beside the \
-                 plugin (it is built with it; scripts/install-plugin.sh installs both), or name it in {LIB_ENV} ({})",
-                file_name(),
+                "the Whisper backend's runtime library is not installed: put {} (one per CPU level: this CPU runs {}) \
+                 in the folder {}/ beside the plugin (they are built with it; scripts/install-plugin.sh installs \
+                 them), or name one in {LIB_ENV} ({})",
+                file_name("<level>"),
+                levels.join(", "),
                 crate::plugin_dir::COMPANIONS,
                 if why.is_empty() { "the plugin's folder is unknown".to_string() } else { why.join("; ") }
             ))
