@@ -32,8 +32,10 @@ def zeros(n):
     return np.zeros(n, dtype=np.float32)
 
 
-def make_text(path, rng):
-    n_embd, n_head, n_head_kv, n_layer, n_ff, n_ctx = TEXT_EMBD, 4, 2, 2, 128, 512
+def make_text(path, rng, n_embd=TEXT_EMBD, n_head=4, n_head_kv=2, n_layer=2, n_ff=128, n_ctx=512,
+              name="tiny-random-llama"):
+    """The text model; the defaults make tiny-llama.gguf (scripts/make_random_llama.py makes
+    bigger ones with the same vocab)."""
     head_dim = n_embd // n_head
 
     # ---- SPM vocab: specials, 256 byte tokens, printable ASCII pieces ----
@@ -64,7 +66,7 @@ def make_text(path, rng):
     n_vocab = len(toks)
 
     w = gguf.GGUFWriter(path, "llama")
-    w.add_name("tiny-random-llama")
+    w.add_name(name)
     w.add_context_length(n_ctx)
     w.add_embedding_length(n_embd)
     w.add_block_count(n_layer)

@@ -3,7 +3,7 @@
 //!
 //!     bench-speed.wasm noop
 //!     bench-speed.wasm gen NAME PROMPT TOKENS THREADS
-//!     bench-speed.wasm serve-gen NAME PROMPT TOKENS THREADS
+//!     bench-speed.wasm serve-gen NAME PROMPT TOKENS THREADS [LOAD_CONFIG]
 //!     bench-speed.wasm serve-asr NAME WAV_FILE THREADS
 //!
 //! `gen` loads the graph by name, makes and warms a context, streams the first token of
@@ -11,7 +11,8 @@
 //! (load_by_name), and exits.
 //!
 //! The serving forms make and warm one context (its llama.cpp context made, as natively), then
-//! answer one line of stdin at a time, ending each answer with `done`, as `llama-native
+//! answer one line of stdin at a time (LOAD_CONFIG: JSON the graph is loaded with, e.g.
+//! `{"n-gpu-layers": 99}` for `scripts/gpu.sh`), ending each answer with `done`, as `llama-native
 //! --serve` and `whisper-native --serve` do (the harness's paired measurements):
 //! `prompt` → `prompt_tokens`, `ttft_ms` (prompt evaluation and the first token, through
 //! `compute_single`); `stream` → `stream_token_ms` (the median later `compute_single` +
@@ -117,9 +118,12 @@ fn serve(mut answer: impl FnMut(&str) -> bool) {
     }
 }
 
-fn serve_gen(name: &str, prompt: &str, tokens: usize, threads: u32) {
-    let graph =
-        GraphBuilder::new(GraphEncoding::Ggml, ExecutionTarget::AUTO).build_from_cache(name).expect("load_by_name");
+fn serve_gen(name: &str, prompt: &str, tokens: usize, threads: u32, load_config: Option<&String>) {
+    let mut builder = GraphBuilder::new(GraphEncoding::Ggml, ExecutionTarget::AUTO);
+    if let Some(config) = load_config {
+        builder = builder.config(config.clone());
+    }
+    let graph = builder.build_from_cache(name).expect("load_by_name");
     let mut ctx = warm(&graph, &gen_config(tokens, threads));
     let mut buf = vec![0u8; 256];
     serve(|command| {
@@ -172,10 +176,12 @@ fn main() {
     match args.get(1).map(String::as_str) {
         Some("noop") => {}
         Some("gen") => gen(&args[2], &args[3], args[4].parse().unwrap(), args[5].parse().unwrap()),
-        Some("serve-gen") => serve_gen(&args[2], &args[3], args[4].parse().unwrap(), args[5].parse().unwrap()),
+        Some("serve-gen") => {
+            serve_gen(&args[2], &args[3], args[4].parse().unwrap(), args[5].parse().unwrap(), args.get(6))
+        }
         Some("serve-asr") => serve_asr(&args[2], &args[3], args[4].parse().unwrap()),
         _ => panic!(
-            "usage: noop | gen NAME PROMPT TOKENS THREADS | serve-gen NAME PROMPT TOKENS THREADS | serve-asr NAME WAV THREADS"
+            "usage: noop | gen NAME PROMPT TOKENS THREADS | serve-gen NAME PROMPT TOKENS THREADS [LOAD_CONFIG] | serve-asr NAME WAV THREADS"
         ),
     }
 }
