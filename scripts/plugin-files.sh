@@ -5,7 +5,8 @@
 #
 #   DEST/libwasmedge_nn_plugin.so
 #   DEST/wasmedge-nn/   llama.cpp's and ggml's shared libraries under their sonames
-#                       (libllama.so.0, libmtmd.so.0, libggml.so.0, libggml-base.so.0), ggml's
+#                       (libllama.so.0, libllama-common.so.0, libmtmd.so.0, libggml.so.0,
+#                       libggml-base.so.0), ggml's
 #                       CPU variants (libggml-cpu-<cpu>.so.0: the plugin loads the best one
 #                       for the machine), the Whisper runtime for each CPU level
 #                       (libwasmedge_nn_whisper-<level>.so.N: the plugin opens the best one)
@@ -36,7 +37,7 @@ llama_out=$(grep '"reason":"build-script-executed"' "$messages" | grep -E '[#/]l
 mkdir -p "$dest"
 new="$dest/.$COMPANIONS.new"
 rm -rf "$new"; mkdir -p "$new"
-for lib in llama mtmd ggml ggml-base; do cp -L "$llama_out/lib/lib$lib.so.0" "$new/"; done
+for lib in llama llama-common mtmd ggml ggml-base; do cp -L "$llama_out/lib/lib$lib.so.0" "$new/"; done
 for f in "$llama_out"/backends/libggml-*.so; do cp "$f" "$new/$(basename "$f").0"; done
 # The suffix of the Whisper runtime's names is the version of its interface with the plugin.
 for level in $levels; do

@@ -20,6 +20,7 @@ pub mod nn;
 pub mod plugin_dir;
 pub mod preload;
 pub mod registry;
+pub mod stderr_capture;
 // Left out of unit-test builds: its symbols come from the libwasmedge of the loading process.
 #[cfg(not(any(test, fuzzing)))]
 mod wasmedge;

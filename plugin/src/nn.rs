@@ -110,15 +110,18 @@ pub fn load_by_name_with_config(
     let (preload, cell) = {
         let mut reg = registry();
         if let Some(handle) = reg.handle_by_name(owner, &name) {
-            // As WasmEdge's plugin: one graph per name; a new config does not reload it.
-            log::debug!("'{name}' is already loaded as graph {handle}");
-            return mem.write_u32(out_graph, handle);
+            // As WasmEdge's plugin: one graph per name, unless a different config is asked for
+            // (which that plugin silently ignores): see `with_config` below.
+            if config.is_empty() || reg.config_of(handle) == config.as_slice() {
+                log::debug!("'{name}' is already loaded as graph {handle}");
+                return mem.write_u32(out_graph, handle);
+            }
         }
         reg.preload(&name)?
     };
     // Loading takes a while: the registry is not locked meanwhile; the name's cell makes a
     // second instance asking for the same model wait for this load instead of repeating it.
-    let graph = cell.get_or_try_init(|| {
+    let (graph, loaded_with) = cell.get_or_try_init(|| {
         if !preload.path.is_file() {
             return Err(NnError::new(
                 Errno::ModelNotFound,
@@ -136,14 +139,38 @@ pub fn load_by_name_with_config(
         let head = (preload.encoding == GraphEncoding::Autodetect).then(|| file_head(&preload.path));
         let backend = backend_for(preload.encoding, head.as_deref())?;
         let graph = backend.load_from_file(&preload.path, config, preload.target)?;
-        Ok(Arc::from(graph))
+        Ok((Arc::from(graph), config.unwrap_or_default().to_vec()))
     })?;
+    let graph = with_config(&name, graph, loaded_with, &config)?;
     let mut reg = registry();
     let handle = match reg.handle_by_name(owner, &name) {
-        Some(raced) => raced, // another thread of this instance got one meanwhile
-        None => reg.add_graph(owner, graph.clone(), Some(name)),
+        // another thread of this instance got one (with this config) meanwhile
+        Some(raced) if reg.config_of(raced) == config.as_slice() => raced,
+        _ => reg.add_graph(owner, graph, Some((name, config))),
     };
     mem.write_u32(out_graph, handle)
+}
+
+/// The graph for `name` with `config`, given the one the process loaded first (with
+/// `loaded_with`). No config, or the same: that graph. Another: a graph of the same model with
+/// this config instead, sharing the loaded weights when the settings that shape the load agree
+/// (the backend loads the model again when they do not). WasmEdge's own plugin ignores the
+/// new config without a word; guests asking for two configs get what they asked for here.
+fn with_config(
+    name: &str,
+    graph: &crate::registry::SharedGraph,
+    loaded_with: &[u8],
+    config: &[u8],
+) -> NnResult<crate::registry::SharedGraph> {
+    if config.is_empty() || config == loaded_with {
+        return Ok(graph.clone());
+    }
+    log::info!(
+        "'{name}' is loaded with another config ({}): a graph with this one ({})",
+        String::from_utf8_lossy(loaded_with),
+        String::from_utf8_lossy(config)
+    );
+    Ok(Arc::from(graph.with_config(config)?))
 }
 
 pub fn init_execution_context(mem: &mut dyn GuestMemory, owner: Owner, graph: u32, out_ctx: u32) -> NnResult<()> {

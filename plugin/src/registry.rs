@@ -22,8 +22,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 pub type SharedGraph = Arc<dyn Graph>;
 pub type SharedContext = Arc<Mutex<Box<dyn ExecutionContext>>>;
 /// A preloaded model, loaded at most once (the cell blocks a second loader until the first
-/// is done).
-pub type NamedGraph = Arc<OnceCell<SharedGraph>>;
+/// is done), with the config it was first loaded with.
+pub type NamedGraph = Arc<OnceCell<(SharedGraph, Vec<u8>)>>;
 
 /// Which guest instance made a handle.
 pub type Owner = u64;
@@ -31,8 +31,8 @@ pub type Owner = u64;
 struct GraphEntry {
     graph: SharedGraph,
     owner: Owner,
-    /// The preloaded name it came from, if any.
-    name: Option<String>,
+    /// The preloaded name it came from, if any, and the config it was asked for with.
+    name: Option<(String, Vec<u8>)>,
 }
 
 struct ContextEntry {
@@ -73,9 +73,9 @@ impl Registry {
         h
     }
 
-    pub fn add_graph(&mut self, owner: Owner, graph: SharedGraph, name: Option<String>) -> u32 {
+    pub fn add_graph(&mut self, owner: Owner, graph: SharedGraph, name: Option<(String, Vec<u8>)>) -> u32 {
         let h = self.handle();
-        if let Some(name) = &name {
+        if let Some((name, _)) = &name {
             self.handles_by_name.insert((owner, name.clone()), h);
         }
         self.graphs.insert(h, GraphEntry { graph, owner, name });
@@ -93,6 +93,11 @@ impl Registry {
     /// This instance's handle for a preloaded name, if it has one.
     pub fn handle_by_name(&self, owner: Owner, name: &str) -> Option<u32> {
         self.handles_by_name.get(&(owner, name.to_owned())).copied()
+    }
+
+    /// The config a named graph was asked for with (empty: none).
+    pub fn config_of(&self, handle: u32) -> &[u8] {
+        self.graphs.get(&handle).and_then(|g| g.name.as_ref()).map_or(&[], |(_, c)| c.as_slice())
     }
 
     /// What `name` was preloaded as, and the cell its model is (or will be) loaded into.
@@ -115,8 +120,12 @@ impl Registry {
             return Err(unknown_graph(handle));
         }
         let entry = self.graphs.remove(&handle).expect("checked above");
-        if let Some(name) = entry.name {
-            self.handles_by_name.remove(&(owner, name));
+        if let Some((name, _)) = entry.name {
+            // (Unless a later load of the name with another config took it over.)
+            let key = (owner, name);
+            if self.handles_by_name.get(&key) == Some(&handle) {
+                self.handles_by_name.remove(&key);
+            }
         }
         Ok(self.take_contexts(|c| c.graph == handle))
     }

@@ -93,10 +93,19 @@ pub fn run_wasm(env: &[(&str, &str)], preloads: &[String], wasm: &Path, args: &[
     run_host(env, &host_args, wasm, args)
 }
 
+/// A `wasmedge` command as a user runs it: without the LD_LIBRARY_PATH cargo gives test
+/// processes (it lists llama.cpp's build folders, which would hide a companion library
+/// missing from the plugin's folder).
+pub fn wasmedge_command() -> Command {
+    let mut cmd = Command::new(wasmedge_bin());
+    cmd.env_remove("LD_LIBRARY_PATH");
+    cmd
+}
+
 /// Run `wasmedge` with the plugin, from the repository root, with `--dir .:.` and then
 /// `host_args` (options for WasmEdge and the plugin), the wasm file and its arguments.
 pub fn run_host(env: &[(&str, &str)], host_args: &[&str], wasm: &Path, args: &[&str]) -> Output {
-    let mut cmd = Command::new(wasmedge_bin());
+    let mut cmd = wasmedge_command();
     cmd.envs(env.iter().copied());
     cmd.current_dir(root()).env("WASMEDGE_PLUGIN_PATH", plugin_dir()).args(["--dir", ".:."]);
     cmd.args(host_args).arg(wasm).args(args);
@@ -110,6 +119,7 @@ pub fn run_host(env: &[(&str, &str)], host_args: &[&str], wasm: &Path, args: &[&
 pub fn run_host_with_proc(host_args: &[&str], wasm: &Path, args: &[&str]) -> Output {
     let script = r#"exec "$0" --dir .:. --dir "/hostproc:/proc/$$" "$@""#;
     let out = Command::new("sh")
+        .env_remove("LD_LIBRARY_PATH")
         .args(["-c", script])
         .arg(wasmedge_bin())
         .args(host_args)

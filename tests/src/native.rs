@@ -255,3 +255,31 @@ impl<'m> Bench<'m> {
             .collect()
     }
 }
+
+/// The text's embedding as llama.cpp's `embedding` example computes it (every token an
+/// output, one batch; the sequence's pooled embedding, or the last token's for a model without
+/// pooling), scaled to unit length; and the text's length in tokens.
+pub fn embedding(model: &Path, text: &str, threads: i32) -> (Vec<f32>, usize) {
+    let backend = backend();
+    let model = LlamaModel::load_from_file(backend, model, &LlamaModelParams::default()).expect("load model");
+    let tokens = model.vocab().tokenize(text.as_bytes(), true, true);
+    let params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(4096))
+        .with_n_batch(2048)
+        .with_n_ubatch(2048)
+        .with_embeddings(true)
+        .with_n_threads(threads)
+        .with_n_threads_batch(threads);
+    let mut ctx = model.new_context(backend, params).expect("context");
+    let mut batch = LlamaBatch::new(tokens.len(), 1);
+    for (i, t) in tokens.iter().enumerate() {
+        batch.add(*t, i as i32, &[0], true).unwrap();
+    }
+    ctx.decode(&mut batch).expect("decode");
+    let raw = match ctx.embeddings_seq_ith(0) {
+        Ok(pooled) => pooled.to_vec(),
+        Err(_) => ctx.embeddings_ith(tokens.len() as i32 - 1).expect("embedding").to_vec(),
+    };
+    let length = raw.iter().map(|x| f64::from(*x) * f64::from(*x)).sum::<f64>().sqrt();
+    (raw.iter().map(|x| (f64::from(*x) / length) as f32).collect(), tokens.len())
+}

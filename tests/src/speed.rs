@@ -16,7 +16,9 @@
 //! Run in full by `scripts/bench.sh` (`cargo bench -p e2e --bench speed`); a quick form runs in
 //! the tests (`tests/speed_harness.rs`), which checks that every figure is produced.
 
-use crate::{ggml_preload, guest, model, plugin_dir, root, wasmedge_bin, SMOLLM2, SPEECH, WHISPER_TINY_EN};
+use crate::{
+    ggml_preload, guest, model, plugin_dir, root, wasmedge_bin, wasmedge_command, SMOLLM2, SPEECH, WHISPER_TINY_EN,
+};
 use serde_json::{json, Map, Value};
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::ExitStatusExt;
@@ -84,7 +86,7 @@ fn run(mut cmd: Command) -> Run {
 }
 
 fn wasmedge(preload: &str, wasm: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(wasmedge_bin());
+    let mut cmd = wasmedge_command();
     cmd.env("WASMEDGE_PLUGIN_PATH", plugin_dir()).args(["--dir", ".:.", "--nn-preload", preload]).arg(wasm).args(args);
     cmd
 }
@@ -235,8 +237,7 @@ pub fn measure(cfg: &Config) -> Value {
     std::fs::create_dir_all(&scratch).expect("scratch folder");
     let interpreted = guest("bench-speed");
     let aot = scratch.join("bench-speed.aot.wasm");
-    let compiled =
-        Command::new(wasmedge_bin()).arg("compile").arg(&interpreted).arg(&aot).output().expect("wasmedge compile");
+    let compiled = wasmedge_command().arg("compile").arg(&interpreted).arg(&aot).output().expect("wasmedge compile");
     assert!(compiled.status.success(), "wasmedge compile failed: {}", String::from_utf8_lossy(&compiled.stderr));
 
     // For WasmEdge alone: a module that imports and does nothing.
@@ -275,7 +276,7 @@ pub fn measure(cfg: &Config) -> Value {
         // Cold start, no model: exec to exit of a guest that does nothing (with the plugin),
         // and of an empty module without plugins (WasmEdge alone).
         cold.push(run(wasmedge(&llm, &aot, &["noop"])).wall_ms);
-        let mut bare = Command::new(wasmedge_bin());
+        let mut bare = wasmedge_command();
         bare.env("WASMEDGE_PLUGIN_PATH", scratch.join("no-plugins")).arg(&empty);
         cold_bare.push(run(bare).wall_ms);
     }

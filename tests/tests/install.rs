@@ -57,6 +57,7 @@ fn install_plugin(root: &Path, args: &[&str]) -> Output {
 
 fn chat(root: &Path) -> Output {
     let mut cmd = Command::new(root.join("bin/wasmedge"));
+    cmd.env_remove("LD_LIBRARY_PATH");
     cmd.args(["--dir", ".:.", "--nn-preload", &ggml_preload("default", SMOLLM2)]).arg(guest("chat")).args([
         "default",
         "What is the capital of France?",
@@ -164,7 +165,7 @@ fn unknown_wasmedge_version_is_refused_with_a_reason() {
 
     let chat = |env: &[(&str, &Path)]| {
         let preload = format!("default:GGML:AUTO:{}", e2e::root().join(model(SMOLLM2)).display());
-        Command::new(wasmedge_bin())
+        wasmedge_command()
             .env("WASMEDGE_PLUGIN_PATH", plugin_dir())
             .envs(env.iter().copied())
             .args(["--nn-preload", &preload])

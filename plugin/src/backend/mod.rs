@@ -36,6 +36,15 @@ pub trait Backend: Send + Sync {
 
 pub trait Graph: Send + Sync {
     fn init_execution_context(&self) -> NnResult<Box<dyn ExecutionContext>>;
+
+    /// The same model as if loaded with `config` instead of this graph's config (for a name
+    /// asked for again with another config), sharing what it can with this graph.
+    fn with_config(&self, _config: &[u8]) -> NnResult<Box<dyn Graph>> {
+        Err(crate::error::NnError::new(
+            crate::abi::Errno::UnsupportedOperation,
+            "this backend cannot load a model again with another config",
+        ))
+    }
 }
 
 pub trait ExecutionContext: Send {

@@ -199,6 +199,42 @@ impl GgmlContext {
         self.generation = None;
     }
 
+    /// Embedding mode's compute: the prompt's embedding, normalised, as output 0 (on a
+    /// computing thread, as generation is).
+    fn compute_embedding(&mut self) -> NnResult<()> {
+        if self.prompt.is_empty() {
+            return Err(NnError::invalid_argument("no prompt: call set_input with the text at index 0 first"));
+        }
+        self.reset_output();
+        self.session()?;
+        let mut session = self.session.take().expect("made by session()");
+        let prompt = self.prompt.clone();
+        let kind = self.options.embd_normalize;
+        let started = std::time::Instant::now();
+        let done = crate::compute_threads::spawn(move || {
+            let embedding = session.embed(&prompt).map(|mut v| {
+                super::embedding::normalize(&mut v, kind);
+                v
+            });
+            (session, embedding)
+        })?;
+        let (session, embedding) =
+            done.recv().map_err(|_| NnError::runtime("the embedding computation failed (see the log)"))?;
+        self.session = Some(session);
+        let embedding = embedding?;
+        self.output = super::embedding::to_json(&embedding);
+        self.input_tokens = self.prompt.len();
+        self.metrics.prompt_evaluated = self.prompt.len();
+        self.metrics.prompt_ms = started.elapsed().as_secs_f64() * 1e3;
+        log::info!(
+            "embedding of {} tokens: {} numbers in {:.1} ms",
+            self.prompt.len(),
+            embedding.len(),
+            self.metrics.prompt_ms
+        );
+        Ok(())
+    }
+
     fn end_code(end: End) -> NnResult<()> {
         match end {
             End::EndOfGeneration | End::Limit | End::ReversePrompt => Ok(()),
@@ -230,7 +266,13 @@ impl ExecutionContext for GgmlContext {
         // New input ends a stream in progress.
         self.end_stream();
         if index == METADATA_INDEX {
-            self.options.apply_json(tensor.data)?;
+            let mut next = self.options.clone();
+            next.apply_json(tensor.data)?;
+            if (&next.grammar, &next.json_schema) != (&self.options.grammar, &self.options.json_schema) {
+                super::grammar::check(&self.graph.model, &next)?;
+            }
+            self.graph.warn_load_time_keys(&next);
+            self.options = next;
             self.options.apply_logging();
             return Ok(());
         }
@@ -257,6 +299,9 @@ impl ExecutionContext for GgmlContext {
 
     fn compute(&mut self) -> NnResult<()> {
         self.end_stream();
+        if self.options.embedding {
+            return self.compute_embedding();
+        }
         // The whole answer from a worker that never waits for the guest (see `worker` on why
         // generation does not run on the guest's thread).
         self.start_worker(u32::MAX, None)?;
@@ -286,6 +331,12 @@ impl ExecutionContext for GgmlContext {
     }
 
     fn compute_single(&mut self) -> NnResult<()> {
+        if self.options.embedding {
+            return Err(NnError::invalid_argument(
+                "this context is in embedding mode (\"embedding\": true): compute gives the embedding; \
+                 there is nothing to stream",
+            ));
+        }
         if !self.streaming || (self.generation.is_none() && self.worker.is_none()) {
             self.end_stream();
             // Take a worker slot before any work, so Busy costs nothing.

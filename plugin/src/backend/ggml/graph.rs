@@ -16,7 +16,9 @@ use once_cell::sync::OnceCell;
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub struct GgmlBackend;
@@ -47,6 +49,11 @@ pub struct GgmlGraph {
     pub(super) model: Arc<LlamaModel>,
     /// The load-time options: every context starts from these.
     pub(super) options: Options,
+    /// The model's file, for loading it again with other load-time settings (None: loaded
+    /// from the guest's bytes).
+    path: Option<PathBuf>,
+    /// A context was told about load-time keys it cannot change (said once per graph).
+    warned_load_time: AtomicBool,
     /// Projectors for this model, by host path, loaded on first use and kept with the graph,
     /// with the sha256 pins each has been checked against.
     visions: Mutex<HashMap<PathBuf, PinnedVision>>,
@@ -56,6 +63,19 @@ pub struct GgmlGraph {
 type PinnedVision = (Arc<Vision>, HashSet<String>);
 
 impl GgmlGraph {
+    /// Per-context metadata cannot change how the model was loaded (`n-gpu-layers`,
+    /// `main-gpu`, `use-mmap`, `use-mlock`): say so, once per graph (clients such as LlamaEdge
+    /// send them with every request), and carry on with the graph's.
+    pub(super) fn warn_load_time_keys(&self, asked: &Options) {
+        if !asked.same_model(&self.options) && !self.warned_load_time.swap(true, Ordering::Relaxed) {
+            log::warn!(
+                "n-gpu-layers, main-gpu, use-mmap and use-mlock are load-time settings: contexts keep the \
+                 graph's (n-gpu-layers {}); load the model with them (load_by_name_with_config) to change them",
+                self.options.n_gpu_layers
+            );
+        }
+    }
+
     /// The projector a guest names (confined to its directories), loaded once per graph; with
     /// a pin, its file's sha256 is checked first (once per pin).
     pub(super) fn vision(&self, guest_path: &str, pin: Option<&str>, threads: u32) -> NnResult<Arc<Vision>> {
@@ -80,7 +100,13 @@ impl GgmlGraph {
 }
 
 impl GgmlBackend {
-    fn load(&self, path: &Path, options: Options) -> NnResult<Box<dyn Graph>> {
+    fn load(&self, path: &Path, options: Options, keep_path: bool) -> NnResult<Box<dyn Graph>> {
+        let model = Arc::new(Self::load_model(path, &options)?);
+        let graph = GgmlGraph::new(model, options, keep_path.then(|| path.to_path_buf()))?;
+        Ok(Box::new(Arc::new(graph)))
+    }
+
+    fn load_model(path: &Path, options: &Options) -> NnResult<LlamaModel> {
         let (backend, loaded) = llama_backend()?;
         if options.n_gpu_layers > 0 && !loaded.has_gpu() {
             log::warn!(
@@ -110,12 +136,36 @@ impl GgmlBackend {
             model.size() >> 20,
             started.elapsed().as_millis()
         );
-        let graph = GgmlGraph { model: Arc::new(model), options, visions: Mutex::default() };
-        // A projector named at load time is loaded now, so a mismatched one is refused here.
+        Ok(model)
+    }
+}
+
+/// `bytes` in an anonymous in-memory file (memfd).
+fn memory_file(bytes: &[u8]) -> NnResult<std::fs::File> {
+    // SAFETY: a NUL-terminated name and valid flags; the descriptor returned is owned below.
+    let fd = unsafe { libc::memfd_create(c"wasmedge-nn-model".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(NnError::runtime(format!(
+            "cannot make an in-memory file for the model: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    // SAFETY: `fd` is a new descriptor that nothing else owns.
+    let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+    file.write_all(bytes).map_err(|e| NnError::runtime(format!("cannot write the model into memory: {e}")))?;
+    Ok(file)
+}
+
+impl GgmlGraph {
+    fn new(model: Arc<LlamaModel>, options: Options, path: Option<PathBuf>) -> NnResult<Self> {
+        // A grammar or schema in the load config is checked now, as a projector named there.
+        super::grammar::check(&model, &options)?;
+        let graph =
+            GgmlGraph { model, options, path, warned_load_time: AtomicBool::new(false), visions: Mutex::default() };
         if let Some(mmproj) = &graph.options.mmproj {
             graph.vision(mmproj, graph.options.mmproj_sha256.as_deref(), graph.options.threads)?;
         }
-        Ok(Box::new(Arc::new(graph)))
+        Ok(graph)
     }
 }
 
@@ -134,24 +184,45 @@ impl Backend for GgmlBackend {
         if let Some(pin) = crate::integrity::pin_in_config(config)? {
             crate::integrity::verify_bytes(model, &pin)?;
         }
-        // llama.cpp loads from files: write the bytes to an unnamed-after-use temporary file.
-        let mut file = tempfile::Builder::new()
-            .prefix("wasmedge-nn-")
-            .suffix(".gguf")
-            .tempfile()
-            .map_err(|e| NnError::runtime(format!("cannot create a temporary file for the model: {e}")))?;
-        file.write_all(model)
-            .map_err(|e| NnError::runtime(format!("cannot write the model to {}: {e}", file.path().display())))?;
-        self.load(file.path(), options)
+        // llama.cpp loads from files: the bytes go into an in-memory file (nothing is
+        // written to disk or to the guest's directories), opened by its /proc path.
+        let file = memory_file(model)?;
+        let path = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+        let graph = self.load(&path, options, false);
+        drop(file); // llama.cpp has mapped or read it
+        graph
     }
 
     fn load_from_file(&self, path: &Path, config: Option<&[u8]>, _target: ExecutionTarget) -> NnResult<Box<dyn Graph>> {
-        self.load(path, load_options(config)?)
+        self.load(path, load_options(config)?, true)
     }
 }
 
 impl Graph for Arc<GgmlGraph> {
     fn init_execution_context(&self) -> NnResult<Box<dyn ExecutionContext>> {
         Ok(Box::new(GgmlContext::new(self.clone())))
+    }
+
+    /// The weights are shared unless the load-time settings differ; then the model is
+    /// loaded again from its file with them.
+    fn with_config(&self, config: &[u8]) -> NnResult<Box<dyn Graph>> {
+        let options: Options = load_options(Some(config))?;
+        let model = if options.same_model(&self.options) {
+            self.model.clone()
+        } else {
+            let path = self.path.as_deref().ok_or_else(|| {
+                NnError::invalid_argument(
+                    "this model was loaded from the guest's bytes: load it again (load) with the new load-time settings",
+                )
+            })?;
+            log::info!(
+                "loading {} again for its new load-time settings (n-gpu-layers {}, use-mmap {})",
+                path.display(),
+                options.n_gpu_layers,
+                options.use_mmap
+            );
+            Arc::new(GgmlBackend::load_model(path, &options)?)
+        };
+        Ok(Box::new(Arc::new(GgmlGraph::new(model, options, self.path.clone())?)))
     }
 }

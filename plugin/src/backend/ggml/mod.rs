@@ -12,6 +12,10 @@ mod backends;
 #[cfg(feature = "ggml")]
 mod context;
 #[cfg(feature = "ggml")]
+mod embedding;
+#[cfg(feature = "ggml")]
+mod grammar;
+#[cfg(feature = "ggml")]
 mod graph;
 #[cfg(feature = "ggml")]
 mod native_log;

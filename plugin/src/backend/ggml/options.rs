@@ -51,6 +51,19 @@ pub struct Options {
     pub mmproj_sha256: Option<String>,
     /// An image file to go with the next prompt (same rule).
     pub image: Option<String>,
+    // Embeddings.
+    /// Compute the prompt's embedding instead of generating (output 0 is then
+    /// `{"n_embedding": N, "embedding": [...]}`).
+    pub embedding: bool,
+    /// How embeddings are normalised, as llama.cpp's `--embd-normalize`: -1 none, 0 max
+    /// absolute (int16 range), 1 taxicab, 2 euclidean (the default), p > 2 p-norm.
+    pub embd_normalize: i32,
+    // Constrained output (at most one of the two).
+    /// A GBNF grammar generation must follow.
+    pub grammar: Option<String>,
+    /// A JSON Schema (its JSON text) the output must validate against: turned into a grammar
+    /// by llama.cpp's converter.
+    pub json_schema: Option<String>,
 }
 
 /// The largest run-ahead window a guest may ask for.
@@ -96,6 +109,10 @@ impl Default for Options {
             mmproj: None,
             mmproj_sha256: None,
             image: None,
+            embedding: false,
+            embd_normalize: 2,
+            grammar: None,
+            json_schema: None,
         }
     }
 }
@@ -134,6 +151,13 @@ struct Metadata {
     mmproj: Option<String>,
     mmproj_sha256: Option<String>,
     image: Option<String>,
+    embedding: Option<bool>,
+    embd_normalize: Option<i32>,
+    grammar: Option<String>,
+    /// A JSON Schema: an object, or a string holding one (clients send either; LlamaEdge's
+    /// llama-core names it `json_schema`).
+    #[serde(alias = "json_schema")]
+    json_schema: Option<serde_json::Value>,
 }
 
 macro_rules! apply {
@@ -172,7 +196,9 @@ impl Options {
             presence_penalty,
             frequency_penalty,
             repeat_last_n,
-            run_ahead
+            run_ahead,
+            embedding,
+            embd_normalize
         );
         if let Some(fa) = m.flash_attn {
             next.flash_attn = Some(fa);
@@ -194,6 +220,28 @@ impl Options {
         }
         if let Some(p) = m.image {
             next.image = (!p.is_empty()).then_some(p);
+        }
+        // An empty value clears (LlamaEdge sends `"grammar": ""` with every request).
+        let given = m.grammar.is_some() || m.json_schema.is_some();
+        let grammar = m.grammar.filter(|g| !g.trim().is_empty());
+        let schema = m.json_schema.map(|s| schema_text(&s)).transpose()?.flatten();
+        match (grammar, schema) {
+            (Some(_), Some(_)) => {
+                return Err(NnError::invalid_argument("give either grammar or json-schema, not both"));
+            }
+            (Some(g), None) => {
+                next.grammar = Some(g);
+                next.json_schema = None;
+            }
+            (None, Some(schema)) => {
+                next.json_schema = Some(schema);
+                next.grammar = None;
+            }
+            (None, None) if given => {
+                next.grammar = None;
+                next.json_schema = None;
+            }
+            (None, None) => {}
         }
         if let Some(seed) = m.seed {
             // llama.cpp seeds are 32-bit; larger values (WasmEdge's u64 default) mean random.
@@ -220,6 +268,11 @@ impl Options {
         if !(1..=512).contains(&self.threads) || !(1..=512).contains(&self.threads_batch) {
             return bad("threads and threads-batch must be between 1 and 512");
         }
+        if !(-1..=64).contains(&self.embd_normalize) {
+            return bad(
+                "embd-normalize must be -1 (none), 0 (max absolute), 1 (taxicab), 2 (euclidean) or a p-norm up to 64",
+            );
+        }
         if self.run_ahead > MAX_RUN_AHEAD {
             return Err(NnError::invalid_argument(format!("run-ahead must be between 0 and {MAX_RUN_AHEAD}")));
         }
@@ -242,15 +295,33 @@ impl Options {
 
     /// Whether two option sets need different llama.cpp contexts.
     pub fn same_context(&self, other: &Options) -> bool {
-        (self.ctx_size, self.batch_size, self.ubatch_size, self.threads, self.threads_batch, self.flash_attn)
-            == (
-                other.ctx_size,
-                other.batch_size,
-                other.ubatch_size,
-                other.threads,
-                other.threads_batch,
-                other.flash_attn,
-            )
+        let shape = |o: &Options| {
+            (o.ctx_size, o.batch_size, o.ubatch_size, o.threads, o.threads_batch, o.flash_attn, o.embedding)
+        };
+        shape(self) == shape(other)
+    }
+
+    /// Whether two option sets need different model loads (the rest applies to contexts).
+    pub fn same_model(&self, other: &Options) -> bool {
+        let load = |o: &Options| (o.n_gpu_layers, o.main_gpu, o.use_mmap, o.use_mlock);
+        load(self) == load(other)
+    }
+}
+
+/// A JSON Schema's text: given as an object, or as a string holding one (clients send
+/// either); an empty string or `null` clears it. Whether llama.cpp can turn it into a grammar
+/// is checked where the model is at hand (grammar.rs).
+fn schema_text(schema: &serde_json::Value) -> NnResult<Option<String>> {
+    match schema {
+        serde_json::Value::Null => Ok(None),
+        serde_json::Value::String(s) if s.trim().is_empty() => Ok(None),
+        serde_json::Value::String(s) => match serde_json::from_str::<serde_json::Value>(s) {
+            Ok(serde_json::Value::Object(_)) => Ok(Some(s.clone())),
+            Ok(_) => Err(NnError::invalid_argument("json-schema must be a JSON Schema object")),
+            Err(e) => Err(NnError::invalid_argument(format!("json-schema is not JSON: {e}"))),
+        },
+        serde_json::Value::Object(_) => Ok(Some(schema.to_string())),
+        _ => Err(NnError::invalid_argument("json-schema must be a JSON Schema object")),
     }
 }
 
@@ -312,6 +383,63 @@ mod tests {
         let o = Options::default();
         assert_eq!(o.threads, available_cores());
         assert!(o.threads >= 1);
+    }
+
+    #[test]
+    fn grammar_or_json_schema_one_at_a_time_and_empty_clears() {
+        let mut o = Options::default();
+        o.apply_json(br#"{"grammar": "root ::= \"yes\""}"#).unwrap();
+        assert_eq!(o.grammar.as_deref(), Some(r#"root ::= "yes""#));
+        // A schema (object or string, also as LlamaEdge's `json_schema`) replaces the grammar.
+        o.apply_json(br#"{"json-schema": {"type": "integer"}}"#).unwrap();
+        assert_eq!((o.grammar.as_deref(), o.json_schema.as_deref()), (None, Some(r#"{"type":"integer"}"#)));
+        o.apply_json(br#"{"json_schema": "{\"type\": \"string\"}", "grammar": ""}"#).unwrap();
+        assert_eq!(o.json_schema.as_deref(), Some(r#"{"type": "string"}"#));
+        // Other keys leave it; an empty grammar clears it.
+        o.apply_json(br#"{"temp": 0}"#).unwrap();
+        assert!(o.json_schema.is_some());
+        o.apply_json(br#"{"grammar": ""}"#).unwrap();
+        assert_eq!((o.grammar.as_deref(), o.json_schema.as_deref()), (None, None));
+        for bad in [
+            &br#"{"grammar": "root ::= \"a\"", "json-schema": {"type": "string"}}"#[..],
+            br#"{"json-schema": "{oops"}"#,
+            br#"{"json-schema": 5}"#,
+            br#"{"embd-normalize": 99}"#,
+        ] {
+            let e = o.clone().apply_json(bad).unwrap_err();
+            assert_eq!(e.errno, Errno::InvalidArgument, "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn embedding_needs_another_context_and_gpu_layers_another_model() {
+        let base = Options::default();
+        let mut o = base.clone();
+        o.apply_json(br#"{"embedding": true, "embd-normalize": -1}"#).unwrap();
+        assert!(o.embedding && o.embd_normalize == -1);
+        assert!(!o.same_context(&base) && o.same_model(&base));
+        let mut g = base.clone();
+        g.apply_json(br#"{"n-gpu-layers": 100, "temp": 0.2}"#).unwrap();
+        assert!(g.same_context(&base) && !g.same_model(&base));
+    }
+
+    /// What LlamaEdge's llama-core sends (its GgmlMetadata, serialised with its defaults and
+    /// optional keys as null), and what llama-simple sends.
+    #[test]
+    fn llamaedge_metadata_is_accepted() {
+        let core = br#"{"enable-log": false, "enable-debug-log": false, "embedding": false, "n-predict": -1,
+            "reverse-prompt": null, "mmproj": null, "image": null, "n-gpu-layers": 100, "main-gpu": null,
+            "tensor-split": null, "use-mmap": null, "split-mode": "layer", "ctx-size": 4096, "batch-size": 2048,
+            "ubatch-size": 512, "threads": 2, "temp": 0.8, "top-p": 0.9, "repeat-penalty": 1.0,
+            "presence-penalty": 0.0, "frequency-penalty": 0.0, "grammar": "", "json_schema": null,
+            "warmup": false, "llama3": false}"#;
+        let mut o = Options::default();
+        o.apply_json(core).unwrap();
+        assert_eq!((o.n_gpu_layers, o.top_p, o.threads, o.grammar.as_deref()), (100, 0.9, 2, None));
+        let simple = br#"{"enable-log": false, "ctx-size": 4096, "n-predict": 1024, "n-gpu-layers": 100,
+            "use-mmap": false, "batch-size": 4096, "reverse-prompt": "</s>"}"#;
+        o.apply_json(simple).unwrap();
+        assert_eq!((o.batch_size, o.use_mmap, o.reverse_prompt.as_deref()), (4096, false, Some("</s>")));
     }
 
     #[test]

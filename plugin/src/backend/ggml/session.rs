@@ -85,10 +85,14 @@ impl Session {
             Some(false) => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED,
         };
         let batch = options.batch_size.min(options.ctx_size);
+        // Embeddings pool over the whole prompt, which must then be one micro-batch (as
+        // llama.cpp's embedding example sets it).
+        let ubatch = if options.embedding { batch } else { options.ubatch_size.min(batch) };
         let params = LlamaContextParams::default()
             .with_n_ctx(NonZeroU32::new(options.ctx_size))
             .with_n_batch(batch)
-            .with_n_ubatch(options.ubatch_size.min(batch))
+            .with_n_ubatch(ubatch)
+            .with_embeddings(options.embedding)
             .with_n_threads(options.threads as i32)
             .with_n_threads_batch(options.threads_batch as i32)
             .with_flash_attention_policy(flash);
@@ -183,6 +187,49 @@ impl Session {
         Ok(())
     }
 
+    /// The prompt's embedding, as llama.cpp's embedding example computes it: the prompt in
+    /// one batch from an empty cache, then the pooled embedding of the sequence, or the last
+    /// token's where the model does no pooling (causal language models). Not normalised.
+    pub fn embed(&mut self, prompt: &[LlamaToken]) -> NnResult<Vec<f32>> {
+        let Self { cell, batch, n_past, cached, options } = self;
+        let threads = options.threads_batch as usize;
+        cell.with_dependent_mut(|_, ctx| {
+            let n_batch = ctx.n_batch() as usize;
+            if prompt.len() > n_batch {
+                return Err(NnError::new(
+                    Errno::PromptTooLong,
+                    format!(
+                        "the text has {} tokens but an embedding takes at most batch-size ({n_batch}): \
+                         raise batch-size (and ctx-size) or embed shorter pieces",
+                        prompt.len()
+                    ),
+                ));
+            }
+            forget_from(ctx, 0);
+            cached.clear();
+            *n_past = 0;
+            batch.clear();
+            // Every token an output, as the example does (pooling needs them all).
+            for (i, &tok) in prompt.iter().enumerate() {
+                batch.add(tok, i as i32, &[0], true).map_err(|e| NnError::runtime(e.to_string()))?;
+            }
+            {
+                let _cores = crate::cores::cpu().acquire(threads);
+                ctx.decode(batch).map_err(decode_error)?;
+            }
+            let embedding = match ctx.embeddings_seq_ith(0) {
+                Ok(pooled) => pooled,
+                Err(_) => ctx
+                    .embeddings_ith(prompt.len() as i32 - 1)
+                    .map_err(|e| NnError::runtime(format!("llama.cpp gave no embedding: {e}")))?,
+            };
+            let embedding = embedding.to_vec();
+            // Nothing of this is a conversation to continue.
+            forget_from(ctx, 0);
+            Ok(embedding)
+        })
+    }
+
     /// Append one token at the next position.
     fn eval_token(&mut self, token: LlamaToken) -> NnResult<()> {
         let Self { cell, batch, n_past, cached, options } = self;
@@ -219,10 +266,14 @@ fn decode_error(e: DecodeError) -> NnError {
     }
 }
 
-/// The sampler chain for these options: llama.cpp's usual order (penalties, top-k, top-p,
-/// min-p, temperature, then a seeded draw); temperature 0 or less means greedy.
-pub fn sampler(model: &LlamaModel, o: &Options) -> LlamaSampler {
-    let mut chain = Vec::with_capacity(6);
+/// The sampler chain for these options: llama.cpp's usual order (the grammar's mask, then
+/// penalties, top-k, top-p, min-p, temperature, and a seeded draw); temperature 0 or less
+/// means greedy.
+pub fn sampler(model: &LlamaModel, o: &Options) -> NnResult<LlamaSampler> {
+    let mut chain = Vec::with_capacity(7);
+    if let Some(gbnf) = super::grammar::of(o)? {
+        chain.push(super::grammar::sampler(model, &gbnf)?);
+    }
     if o.repeat_penalty != 1.0 || o.frequency_penalty != 0.0 || o.presence_penalty != 0.0 {
         chain.push(LlamaSampler::penalties(
             model.n_vocab(),
@@ -243,7 +294,7 @@ pub fn sampler(model: &LlamaModel, o: &Options) -> LlamaSampler {
         chain.push(LlamaSampler::temp(o.temp as f32));
         chain.push(LlamaSampler::dist(o.seed));
     }
-    LlamaSampler::chain_simple(chain)
+    Ok(LlamaSampler::chain_simple(chain))
 }
 
 /// One generation in progress: a prompt has been evaluated; tokens are drawn one at a time.
@@ -298,7 +349,7 @@ impl Generation {
             prompt_ms: started.elapsed().as_secs_f64() * 1e3,
             ..Metrics::default()
         };
-        let sampler = sampler(session.model(), session.options());
+        let sampler = sampler(session.model(), session.options())?;
         Ok(Self {
             sampler,
             pending: None,

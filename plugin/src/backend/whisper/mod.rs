@@ -116,4 +116,17 @@ impl Graph for Arc<WhisperGraph> {
     fn init_execution_context(&self) -> NnResult<Box<dyn ExecutionContext>> {
         Ok(Box::new(WhisperContext::new(self.clone())))
     }
+
+    /// The same weights with another config (whisper.cpp's settings are all per
+    /// transcription, except `use-gpu`, which stays the loaded model's).
+    fn with_config(&self, config: &[u8]) -> NnResult<Box<dyn Graph>> {
+        let options: Options = load_options(Some(config))?;
+        if options.use_gpu != self.options.use_gpu {
+            log::warn!(
+                "use-gpu is a load-time setting: this graph keeps the loaded model's ({})",
+                self.options.use_gpu
+            );
+        }
+        Ok(Box::new(Arc::new(WhisperGraph { model: self.model.clone(), options })))
+    }
 }

@@ -1,0 +1,323 @@
+//! What real clients of WASI-NN do beyond chat, through the real `wasmedge` CLI and the
+//! `client` test guest: embeddings, grammars and JSON schemas, per-context settings, a name
+//! loaded with several configs, unload during a stream, load from bytes.
+
+use e2e::*;
+use std::path::Path;
+use std::process::Output;
+
+const THREADS: i32 = 2;
+
+fn client(env: &[(&str, &str)], args: &[&str]) -> Output {
+    run_guest_with_env(env, &[ggml_preload("default", SMOLLM2)], "client", args)
+}
+
+/// The client's stdout, which must have succeeded.
+fn client_ok(args: &[&str]) -> String {
+    let out = client(&[], args);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    println!("{stdout}");
+    assert!(out.status.success(), "client {args:?} failed:\n{stdout}");
+    stdout
+}
+
+/// A Rust-escaped string as the guest prints it (`"..."`), back to text.
+fn unquote(s: &str) -> String {
+    let inner = s.strip_prefix('"').and_then(|s| s.strip_suffix('"')).unwrap_or_else(|| panic!("not quoted: {s}"));
+    let mut out = String::new();
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some('r') => out.push('\r'),
+            Some(other) => out.push(other),
+            None => {}
+        }
+    }
+    out
+}
+
+fn text(stdout: &str, label: &str) -> String {
+    unquote(&labelled(stdout, label))
+}
+
+fn embedding_of(stdout: &str) -> Vec<f32> {
+    let json: serde_json::Value = serde_json::from_str(&labelled(stdout, "embedding")).expect("embedding JSON");
+    let values: Vec<f32> =
+        json["embedding"].as_array().expect("an embedding array").iter().map(|v| v.as_f64().unwrap() as f32).collect();
+    assert_eq!(json["n_embedding"].as_u64(), Some(values.len() as u64), "{json}");
+    values
+}
+
+#[test]
+fn embeddings_equal_native_llama_cpp_and_have_unit_length() {
+    let text = "The quick brown fox jumps over the lazy dog.";
+    let stdout = client_ok(&["embed", "default", text, r#"{"embedding": true}"#]);
+    let plugin = embedding_of(&stdout);
+    let (native, n_tokens) = native::embedding(&root().join(model(SMOLLM2)), text, THREADS);
+    assert_eq!(plugin.len(), native.len());
+    assert_eq!(plugin.len(), 576, "SmolLM2-135M's n_embd");
+    let worst = plugin.iter().zip(&native).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    println!("largest difference from native: {worst:e}");
+    assert!(worst <= 1e-5, "largest difference {worst}");
+    let length = plugin.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    assert!((length - 1.0).abs() < 1e-5, "length {length}");
+    let meta: serde_json::Value = serde_json::from_str(&labelled(&stdout, "metadata")).unwrap();
+    assert_eq!(meta["input_tokens"].as_u64(), Some(n_tokens as u64), "{meta}");
+
+    // embd-normalize -1: the raw vector, the same direction.
+    let raw = embedding_of(&client_ok(&["embed", "default", text, r#"{"embedding": true, "embd-normalize": -1}"#]));
+    let raw_length = raw.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    assert!(raw_length > 1.5, "an unnormalised hidden state is longer than 1: {raw_length}");
+    for (r, p) in raw.iter().zip(&plugin) {
+        assert!((f64::from(*r) / raw_length - f64::from(*p)).abs() < 1e-5);
+    }
+}
+
+#[test]
+fn a_text_longer_than_the_batch_is_prompt_too_long() {
+    let long = "word ".repeat(40);
+    let out = client(
+        &[("WASMEDGE_NN_LOG", "info")],
+        &["embed", "default", &long, r#"{"embedding": true, "batch-size": 16}"#],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(stdout.contains("error: compute: BackendError(PromptTooLong)"), "{stdout}");
+    assert_log_says(&String::from_utf8_lossy(&out.stderr), &["an embedding takes at most batch-size (16)"]);
+}
+
+#[test]
+fn embedding_and_generation_graphs_of_one_model_coexist() {
+    let stdout = client_ok(&[
+        "configs",
+        "default",
+        &chatml("What is the capital of France?"),
+        r#"{"embedding": true}"#,
+        r#"{"temp": 0, "n-predict": 12}"#,
+    ]);
+    let a: serde_json::Value = serde_json::from_str(&text(&stdout, "a")).expect("graph a embeds");
+    assert_eq!(a["n_embedding"], 576);
+    assert!(text(&stdout, "b").contains("Paris"), "graph b generates");
+    assert_eq!(text(&stdout, "a again"), text(&stdout, "a"));
+}
+
+const YES_NO: &str = r#"root ::= "yes" | "no""#;
+
+fn with_grammar(grammar: &str, extra: &str) -> String {
+    serde_json::json!({"grammar": grammar}).to_string().replacen('{', &format!("{{{extra}"), 1)
+}
+
+#[test]
+fn a_grammar_allowing_only_yes_or_no_yields_one_of_them() {
+    let prompt = chatml("Is the sky blue? Answer in one word.");
+    for config in [
+        with_grammar(YES_NO, r#""temp": 0, "n-predict": 16, "#),
+        with_grammar(YES_NO, r#""temp": 1.5, "seed": 7, "n-predict": 16, "#),
+    ] {
+        let whole = text(&client_ok(&["generate", "default", &prompt, &config]), "text");
+        assert!(whole == "yes" || whole == "no", "{config}: {whole:?}");
+        let streamed = text(&client_ok(&["stream", "default", &prompt, &config]), "text");
+        assert_eq!(streamed, whole, "{config}");
+    }
+    // Without the grammar the model says more than that.
+    let free = text(&client_ok(&["generate", "default", &prompt, r#"{"temp": 0, "n-predict": 16}"#]), "text");
+    assert!(free != "yes" && free != "no", "{free:?}");
+}
+
+fn person_schema() -> serde_json::Value {
+    serde_json::json!({
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+        "required": ["name", "age"],
+        "additionalProperties": false
+    })
+}
+
+/// The output validates against [`person_schema`]: an object with exactly a string `name`
+/// and an integer `age`.
+fn assert_person(output: &str) {
+    let v: serde_json::Value = serde_json::from_str(output).unwrap_or_else(|e| panic!("not JSON ({e}): {output:?}"));
+    let obj = v.as_object().unwrap_or_else(|| panic!("not an object: {v}"));
+    assert!(obj["name"].is_string(), "{v}");
+    assert!(obj["age"].is_i64() || obj["age"].is_u64(), "{v}");
+    assert_eq!(obj.len(), 2, "{v}");
+}
+
+#[test]
+fn a_json_schema_yields_json_that_validates() {
+    let prompt = chatml("Describe a person called Alice, aged 30, as JSON.");
+    let schema = person_schema();
+    // As an object and as a string holding one (clients send both).
+    for given in [schema.clone(), serde_json::Value::String(schema.to_string())] {
+        let config = serde_json::json!({"json-schema": given, "temp": 0, "n-predict": 96}).to_string();
+        let whole = text(&client_ok(&["generate", "default", &prompt, &config]), "text");
+        assert_person(&whole);
+        let streamed = text(&client_ok(&["stream", "default", &prompt, &config]), "text");
+        assert_eq!(streamed, whole);
+    }
+}
+
+#[test]
+fn an_invalid_grammar_or_schema_is_invalid_argument_with_the_reason() {
+    let prompt = chatml("Hi");
+    for (config, says) in [
+        (with_grammar(r#"root ::= ("yes" | "no""#, ""), "expecting ')'"),
+        (with_grammar(r#"start ::= "yes""#, ""), "root not found"),
+        (r#"{"json-schema": "{not json"}"#.to_string(), "json-schema is not JSON"),
+        (r#"{"json-schema": {"type": "object"}, "grammar": "root ::= \"x\""}"#.to_string(), "not both"),
+    ] {
+        let out = client(&[("WASMEDGE_NN_LOG", "warn")], &["generate", "default", &prompt, &config]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("error: set_input(1): BackendError(InvalidArgument)"), "{config}: {stdout}");
+        assert_log_says(&String::from_utf8_lossy(&out.stderr), &[says]);
+    }
+}
+
+#[test]
+fn two_contexts_of_one_graph_each_follow_their_own_settings() {
+    let prompt = chatml("Is the sky blue? Answer in one word.");
+    let short = r#"{"temp": 0, "n-predict": 3}"#;
+    let yes_no = with_grammar(YES_NO, r#""temp": 0, "n-predict": 16, "#);
+    let stdout = client_ok(&["two-contexts", "default", &prompt, short, &yes_no]);
+    let alone_a = text(&client_ok(&["stream", "default", &prompt, short]), "text");
+    let alone_b = text(&client_ok(&["stream", "default", &prompt, &yes_no]), "text");
+    assert_eq!(text(&stdout, "a"), alone_a);
+    assert_eq!(text(&stdout, "b"), alone_b);
+    assert!(alone_b == "yes" || alone_b == "no");
+    assert_ne!(alone_a, alone_b);
+}
+
+/// load_by_name_with_config for a loaded name with another config gives a graph with that
+/// config (WasmEdge's plugin silently keeps the first); no config gives the latest.
+#[test]
+fn a_name_loaded_with_another_config_gets_a_graph_with_it() {
+    let prompt = chatml("What is the capital of France?");
+    let out = client(
+        &[("WASMEDGE_NN_LOG", "info")],
+        &["configs", "default", &prompt, r#"{"temp": 0, "n-predict": 2}"#, r#"{"temp": 0, "n-predict": 12}"#],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    println!("{stdout}");
+    assert!(out.status.success());
+    let handles: Vec<&str> = labelled(&stdout, "handles").leak().split(' ').collect();
+    assert_eq!(handles.len(), 4);
+    assert_ne!(handles[0], handles[1], "another config, another graph");
+    assert_ne!(handles[2], handles[0], "handles are never reused");
+    assert_eq!(handles[3], handles[2], "no config: the name's latest graph");
+    let (a, b) = (text(&stdout, "a"), text(&stdout, "b"));
+    assert!(b.starts_with(&a) && b.len() > a.len() && b.contains("Paris"), "a {a:?}, b {b:?}");
+    assert_eq!(text(&stdout, "a again"), a);
+    assert_eq!(text(&stdout, "plain"), a);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_log_says(&log, &["is loaded with another config"]);
+    // The weights were loaded once.
+    assert_eq!(log.matches("parameters,").count(), 1, "{log}");
+
+    // A load-time setting that differs loads the model again, with it.
+    let out = client(
+        &[("WASMEDGE_NN_LOG", "info")],
+        &[
+            "configs",
+            "default",
+            &prompt,
+            r#"{"temp": 0, "n-predict": 12}"#,
+            r#"{"temp": 0, "n-predict": 12, "use-mmap": false}"#,
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}");
+    assert_eq!(text(&stdout, "b"), text(&stdout, "a"));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_log_says(&log, &["again for its new load-time settings"]);
+    assert_eq!(log.matches("parameters,").count(), 2, "{log}");
+}
+
+#[test]
+fn unloading_a_graph_while_it_streams_is_safe() {
+    let prompt = chatml("Tell me a long story about a dragon.");
+    let stdout = client_ok(&["unload-while-streaming", "default", &prompt]);
+    assert!(!text(&stdout, "first token").is_empty());
+    // The context went with its graph: using it is an error, not a crash.
+    assert_eq!(labelled(&stdout, "after unload"), "BackendError(InvalidArgument)");
+    assert!(!text(&stdout, "answer").is_empty());
+}
+
+#[test]
+fn setting_the_same_prompt_twice_counts_the_same_tokens() {
+    let stdout = client_ok(&["input-twice", "default", &chatml("What is the capital of France?")]);
+    let first: serde_json::Value = serde_json::from_str(&labelled(&stdout, "first")).unwrap();
+    let second: serde_json::Value = serde_json::from_str(&labelled(&stdout, "second")).unwrap();
+    assert_eq!(first["input_tokens"], second["input_tokens"]);
+    assert!(first["input_tokens"].as_u64().unwrap() > 10);
+}
+
+/// Every file under `dir` with its size and modification time.
+fn listing(dir: &Path) -> Vec<(String, u64, std::time::SystemTime)> {
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let meta = entry.metadata().unwrap();
+        all.push((entry.file_name().to_string_lossy().into_owned(), meta.len(), meta.modified().unwrap()));
+    }
+    all.sort();
+    all
+}
+
+#[test]
+fn loading_from_bytes_writes_no_file() {
+    let guest_dir = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::copy(root().join("test-models/tiny/tiny-llama.gguf"), guest_dir.path().join("model.gguf")).unwrap();
+    let before = listing(guest_dir.path());
+    let config = r#"{"temp": 0, "n-predict": 8, "ignore-eos": true}"#;
+    let out = wasmedge_command()
+        .current_dir(guest_dir.path())
+        .env("WASMEDGE_PLUGIN_PATH", plugin_dir())
+        .env("TMPDIR", tmp.path())
+        .args(["--dir", ".:."])
+        .arg(guest("client"))
+        .args(["from-bytes", "model.gguf", "hello", config])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    println!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success());
+    assert_eq!(listing(guest_dir.path()), before, "the guest's directory changed");
+    assert!(listing(tmp.path()).is_empty(), "files left in TMPDIR: {:?}", listing(tmp.path()));
+    // The same text as the file preloaded by name.
+    let by_name = run_guest(
+        &["tiny:GGML:AUTO:test-models/tiny/tiny-llama.gguf".to_string()],
+        "client",
+        &["generate", "tiny", "hello", config],
+    );
+    let by_name = String::from_utf8_lossy(&by_name.stdout).into_owned();
+    assert_eq!(text(&stdout, "text"), text(&by_name, "text"));
+    assert!(!text(&stdout, "text").is_empty());
+}
+
+/// Metadata on a context cannot change how the model was loaded: said once, and the context
+/// works on (LlamaEdge sends `n-gpu-layers` with every request).
+#[test]
+fn load_time_keys_on_a_context_are_reported_and_ignored() {
+    let out = client(
+        &[("WASMEDGE_NN_LOG", "warn")],
+        &[
+            "two-contexts",
+            "default",
+            &chatml("What is the capital of France?"),
+            r#"{"temp": 0, "n-predict": 12, "n-gpu-layers": 100}"#,
+            r#"{"temp": 0, "n-predict": 12, "n-gpu-layers": 100, "use-mmap": false}"#,
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}");
+    assert!(text(&stdout, "a").contains("Paris") && text(&stdout, "a") == text(&stdout, "b"), "{stdout}");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(log.matches("are load-time settings").count(), 1, "{log}");
+}
