@@ -16,7 +16,7 @@ fn greedy_generation_matches_native_llama_cpp() {
     for q in questions {
         let through_wasmedge = parse_answer(&run_guest(&preload, "chat", &["default", q, &config]));
         let (bytes, tokens) =
-            native::generate(&e2e::root().join(model(SMOLLM2)), &chatml(q), n_predict, ctx_size, threads as i32);
+            native::generate(&e2e::root().join(model(SMOLLM2)), &chatml(q), n_predict, ctx_size, threads);
         let native = String::from_utf8(bytes).expect("UTF-8");
         assert!(tokens >= 32, "the native answer to '{q}' is only {tokens} tokens: pick a longer question");
         assert_eq!(through_wasmedge.text, native, "question: {q}");

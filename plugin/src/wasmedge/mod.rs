@@ -287,8 +287,8 @@ fn descriptor() -> &'static Descriptor {
         let caps: [*mut u32; 5] = std::array::from_fn(|_| Box::leak(Box::new(0u32)) as *mut u32);
         static ZERO: u32 = 0;
         let mut list = vec![WasmEdge_ProgramOption {
-            Name: b"nn-preload\0".as_ptr().cast(),
-            Description: b"Preload a model: NAME:ENCODING:TARGET:PATH[#sha256=HEX] (repeatable)\0".as_ptr().cast(),
+            Name: c"nn-preload".as_ptr(),
+            Description: c"Preload a model: NAME:ENCODING:TARGET:PATH[#sha256=HEX] (repeatable)".as_ptr(),
             Type: WasmEdge_ProgramOptionType_String,
             Storage: preload.cast(),
             DefaultValue: (default as *const WasmEdge_String).cast(),
@@ -305,14 +305,14 @@ fn descriptor() -> &'static Descriptor {
         let options: &'static mut [WasmEdge_ProgramOption] = list.leak();
         let modules = Box::leak(Box::new([WasmEdge_ModuleDescriptor {
             Name: MODULE_NAME.as_ptr().cast(),
-            Description: b"WASI-NN: GGUF language models through llama.cpp\0".as_ptr().cast(),
+            Description: c"WASI-NN: GGUF language models through llama.cpp".as_ptr(),
             Create: Some(create_module),
         }]));
         let version = env!("CARGO_PKG_VERSION").split('.').map(|n| n.parse().unwrap_or(0)).collect::<Vec<u32>>();
         Descriptor {
             plugin: WasmEdge_PluginDescriptor {
                 Name: PLUGIN_NAME.as_ptr().cast(),
-                Description: b"WASI-NN in Rust (wasmedge-nn)\0".as_ptr().cast(),
+                Description: c"WASI-NN in Rust (wasmedge-nn)".as_ptr(),
                 APIVersion: api_version(),
                 Version: WasmEdge_PluginVersionData {
                     Major: version[0],

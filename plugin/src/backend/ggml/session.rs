@@ -66,6 +66,7 @@ const NOT_A_TOKEN: LlamaToken = LlamaToken(-1);
 
 /// Why a generation stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(clippy::enum_variant_names)] // `End::EndOfGeneration`: llama.cpp's term
 pub enum End {
     /// The model produced an end-of-generation token.
     EndOfGeneration,

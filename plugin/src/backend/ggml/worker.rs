@@ -229,9 +229,12 @@ fn produce(shared: &Shared, session: &mut Session, generation: &mut Generation, 
         }
         // Go on while the window has room; with a window of 0, only for a guest that waits.
         // The step after the last token makes none: it ends the stream (and the thread).
-        while !(q.tokens.len() < shared.window || (q.waiting && q.tokens.is_empty()) || generation.at_limit(session))
-            && !shared.stop.load(Ordering::Acquire)
-        {
+        loop {
+            let may_go =
+                q.tokens.len() < shared.window || (q.waiting && q.tokens.is_empty()) || generation.at_limit(session);
+            if may_go || shared.stop.load(Ordering::Acquire) {
+                break;
+            }
             q = shared.taken.wait(q).unwrap_or_else(|p| p.into_inner());
         }
     }
