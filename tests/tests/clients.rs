@@ -321,3 +321,40 @@ fn load_time_keys_on_a_context_are_reported_and_ignored() {
     let log = String::from_utf8_lossy(&out.stderr);
     assert_eq!(log.matches("are load-time settings").count(), 1, "{log}");
 }
+
+/// A LlamaEdge-style chat loop in a small context: the guest applies the template, trims
+/// the oldest exchanges when the prompt passes 4/5 of ctx-size (it reads the size from output
+/// 1 before computing), and keeps the partial answer when the context fills up.
+#[test]
+fn a_llamaedge_style_chat_trims_its_history_and_survives_a_full_context() {
+    let config = r#"{"ctx-size": 256, "temp": 0, "n-predict": 1000}"#;
+    let questions = [
+        "Tell me about the history of Paris in detail.",
+        "Tell me about the history of Rome in detail.",
+        "Tell me about the history of London in detail.",
+    ];
+    let args: Vec<&str> = ["chat-loop", "default", config].into_iter().chain(questions).collect();
+    let stdout = client_ok(&args);
+    let (mut dropped, mut full) = (0, 0);
+    for turn in 0..questions.len() {
+        let line = labelled(&stdout, &format!("turn {turn}"));
+        let get = |key: &str| line.split(' ').find_map(|kv| kv.strip_prefix(&format!("{key}="))).unwrap().to_string();
+        let tokens: u64 = get("input_tokens").parse().unwrap();
+        assert!(tokens <= 256 * 4 / 5, "turn {turn}: the prompt was not trimmed: {line}");
+        dropped += get("dropped").parse::<u32>().unwrap();
+        full += u32::from(get("finish") == "length");
+        assert!(!text(&stdout, &format!("answer {turn}")).trim().is_empty(), "turn {turn}");
+    }
+    assert!(full > 0, "no answer filled the context:\n{stdout}");
+    assert!(dropped > 0, "no turn had to drop history:\n{stdout}");
+}
+
+/// LlamaEdge's reverse prompt: the answer stops where it first appears, which stays in it.
+#[test]
+fn a_reverse_prompt_ends_the_answer() {
+    let config = r#"{"ctx-size": 1024, "temp": 0, "n-predict": 200, "reverse-prompt": "."}"#;
+    let stdout = client_ok(&["chat-loop", "default", config, "Tell me about the history of Paris in detail."]);
+    let answer = text(&stdout, "answer 0");
+    assert!(labelled(&stdout, "turn 0").ends_with("finish=stop"));
+    assert!(answer.ends_with('.') && answer.matches('.').count() == 1, "{answer:?}");
+}

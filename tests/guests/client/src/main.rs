@@ -12,6 +12,7 @@
 //!                                                       use the context, then load and answer again
 //!     client.wasm from-bytes FILE PROMPT CONFIG         load the model's bytes (builder 1: CONFIG)
 //!     client.wasm input-twice NAME PROMPT               the same prompt set twice: input_tokens each time
+//!     client.wasm chat-loop NAME CONFIG QUESTION...     a LlamaEdge-style chat (see `chat_loop`)
 //!
 //! A failing call prints `error: <call>: <error>` and exits with 1.
 
@@ -77,6 +78,53 @@ fn answer(graph: &Graph, prompt: &str) -> String {
     let mut ctx = context(graph, prompt, None);
     ok("compute", ctx.compute());
     output(&ctx, 0)
+}
+
+/// The number in output 1's `"key": N`.
+fn field(meta: &str, key: &str) -> u64 {
+    let at = meta.find(&format!("\"{key}\":")).unwrap_or_else(|| panic!("no {key} in {meta}"));
+    let rest = &meta[at + key.len() + 3..];
+    rest.trim_start().split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+}
+
+/// A chat as LlamaEdge's llama-core runs one: the guest applies the ChatML template to the
+/// whole history each turn, reads the prompt's size from output 1 right after set_input, drops
+/// the oldest exchanges while it exceeds 4/5 of ctx-size, and on ContextFull keeps the partial
+/// answer (finish reason "length") instead of failing. One context for the whole chat.
+/// Prints per turn: `turn N: input_tokens=T dropped=D finish=F` and `answer N: "..."`.
+fn chat_loop(name: &str, config: &str, questions: &[&str]) {
+    let ctx_size = field(config, "ctx-size");
+    let graph = by_name(name, None);
+    let mut ctx = ok("init_execution_context", graph.init_execution_context());
+    ok("set_input(1)", ctx.set_input(1, TensorType::U8, &[1], config.as_bytes()));
+    let system = "You are a helpful assistant.";
+    let mut history: Vec<(String, String)> = Vec::new();
+    for (turn, question) in questions.iter().enumerate() {
+        let mut dropped = 0;
+        let tokens = loop {
+            let mut prompt = format!("<|im_start|>system\n{system}<|im_end|>\n");
+            for (q, a) in &history {
+                prompt.push_str(&format!("<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n{a}<|im_end|>\n"));
+            }
+            prompt.push_str(&format!("<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n"));
+            ok("set_input(0)", ctx.set_input(0, TensorType::U8, &[1], prompt.as_bytes()));
+            let tokens = field(&output(&ctx, 1), "input_tokens");
+            if tokens <= ctx_size * 4 / 5 || history.is_empty() {
+                break tokens;
+            }
+            history.remove(0);
+            dropped += 1;
+        };
+        let finish = match ctx.compute() {
+            Ok(()) => "stop",
+            Err(Error::BackendError(BackendError::ContextFull)) => "length",
+            Err(e) => fail("compute", e),
+        };
+        let answer = output(&ctx, 0);
+        println!("turn {turn}: input_tokens={tokens} dropped={dropped} finish={finish}");
+        println!("answer {turn}: {answer:?}");
+        history.push((question.to_string(), answer));
+    }
 }
 
 fn main() {
@@ -174,6 +222,7 @@ fn main() {
             ok("set_input(0)", ctx.set_input(0, TensorType::U8, &[1], prompt.as_bytes()));
             println!("second: {}", output(&ctx, 1));
         }
+        ["chat-loop", name, config, questions @ ..] if !questions.is_empty() => chat_loop(name, config, questions),
         _ => {
             eprintln!("usage: see the top of tests/guests/client/src/main.rs");
             std::process::exit(2);
