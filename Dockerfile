@@ -9,11 +9,16 @@
 #   docker run --rm wasmedge-nn --version                                         # also the health check
 #
 # Without a Docker engine: scripts/container.sh builds and runs it with buildah and podman.
+# `--build-arg FILES=prebuilt` takes the plugin and examples from docker/prebuilt/ instead of
+# compiling them (scripts/container.sh --prebuilt puts a host build there; CI uses that).
 #
 # The image runs on any x86-64 CPU: llama.cpp's math comes as per-CPU variants (baseline SSE2
 # up to AVX-512 and AMX) and the plugin loads the best one for the machine it runs on; the
 # Whisper runtime comes built for three CPU levels (x86-64, x86-64-v3 with AVX2, x86-64-v4
 # with AVX-512) and the plugin opens the best one. Nothing is built for the building machine.
+
+# Where the runtime stage takes its files from: the build stage, or docker/prebuilt/.
+ARG FILES=build
 
 # ---- build: the plugin, its Whisper runtime and the guest examples -------------------------
 FROM debian:trixie-slim AS build
@@ -42,15 +47,22 @@ RUN --mount=type=cache,target=/opt/cargo/registry \
  && bash -c 'printf "$(sed "s/../\\\\x&/g" scripts/nn-check.wasm.hex)"' > /out/nn-check.wasm \
  && sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1 > /out/VERSION
 
+# ---- prebuilt: the same files, built outside (docker/prebuilt/: plugin/, examples/,
+# nn-check.wasm, VERSION) ------------------------------------------------------------------------
+FROM scratch AS prebuilt
+COPY docker/prebuilt/ /out/
+
+FROM ${FILES} AS files
+
 # ---- runtime: WasmEdge, the plugin, the examples; no compilers ------------------------------
 FROM debian:trixie-slim
 # Debian 13 packages WasmEdge 0.14.1; libgomp1 runs ggml's OpenMP threads.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends wasmedge libgomp1 \
  && rm -rf /var/lib/apt/lists/*
-COPY --from=build /out/plugin/ /opt/wasmedge-nn/plugin/
-COPY --from=build /out/examples/ /opt/wasmedge-nn/examples/
-COPY --from=build /out/nn-check.wasm /out/VERSION /opt/wasmedge-nn/
+COPY --from=files /out/plugin/ /opt/wasmedge-nn/plugin/
+COPY --from=files /out/examples/ /opt/wasmedge-nn/examples/
+COPY --from=files /out/nn-check.wasm /out/VERSION /opt/wasmedge-nn/
 COPY docker/wasmedge-nn /usr/local/bin/wasmedge-nn
 ENV WASMEDGE_PLUGIN_PATH=/opt/wasmedge-nn/plugin \
     MODEL=/models/SmolLM2-135M-Instruct.Q4_1.gguf \

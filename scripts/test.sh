@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Set up, build, and run every test: the plugin's unit tests and the end-to-end tests that
-# drive the real wasmedge CLI with real guests and models, then each fuzz target for
-# FUZZ_SECONDS (60; 0 skips them). Extra arguments go to cargo test (e.g. a test name) and
-# skip the fuzzing.
+# drive the real wasmedge CLI with real guests and models, then the container image
+# (CONTAINER_CHECK=0 skips it), then each fuzz target for FUZZ_SECONDS (60; 0 skips them).
+# Extra arguments go to cargo test (e.g. a test name) and skip the container and fuzzing.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 bash "$ROOT/scripts/setup.sh"
@@ -30,6 +30,13 @@ if [ $# -eq 0 ]; then
     cargo test --release --locked -p e2e --test cli --test hostile_guest --test hearing --test vision \
     --test fidelity --test long_runs \
     --test broken_models -- --test-threads=1
+fi
+if [ $# -eq 0 ] && [ "${CONTAINER_CHECK:-1}" = 1 ]; then
+  # The container image, assembled from the files built above (compiling them again inside
+  # it takes 30-40 minutes on 2 cores: run scripts/container.sh for that), then its health
+  # check, chat and transcribe examples.
+  bash "$ROOT/scripts/container.sh" --prebuilt
+  echo "container: image built and its examples answered"
 fi
 if [ $# -eq 0 ] && [ "${FUZZ_SECONDS:-60}" -gt 0 ]; then
   bash "$ROOT/scripts/fuzz.sh" "${FUZZ_SECONDS:-60}"
