@@ -14,17 +14,17 @@ const ROOT: &str = "root";
 /// with the parser's own message (which llama.cpp prints to stderr rather than logging).
 pub fn sampler(model: &LlamaModel, gbnf: &str) -> NnResult<LlamaSampler> {
     let (sampler, printed) = crate::stderr_capture::capture(|| LlamaSampler::grammar(model, gbnf, ROOT));
-    let mut reason = String::new();
+    // The parser's line becomes the message; anything else printed meanwhile (another
+    // thread's output, the grammar's text echoed after the error) goes on to stderr.
+    let mut reason = None;
     for line in printed.lines() {
-        if line.contains("error parsing grammar") || line.contains("grammar does not contain") {
-            reason = line.split_once(": ").map_or(line, |(_, rest)| rest).trim().to_owned();
-        } else if reason.is_empty() || !line.trim().is_empty() {
-            // Not the parser's: what another thread printed meanwhile goes on to stderr.
-            crate::stderr_capture::pass_on(&format!("{line}\n"));
+        match line.split_once("error parsing grammar: ") {
+            Some((_, why)) if reason.is_none() => reason = Some(why.trim().to_owned()),
+            _ => crate::stderr_capture::pass_on(&format!("{line}\n")),
         }
     }
     sampler.map_err(|e| {
-        let reason = if reason.is_empty() { e.to_string() } else { reason };
+        let reason = reason.unwrap_or_else(|| e.to_string());
         NnError::invalid_argument(format!(
             "the grammar is not valid GBNF: {reason} (see llama.cpp's grammars/README.md; the start rule is '{ROOT}')"
         ))

@@ -152,24 +152,17 @@ fn main() {
         }
         ["two-contexts", name, prompt, config_a, config_b] => {
             let graph = by_name(name, None);
-            let mut a = context(&graph, prompt, Some(config_a));
-            let mut b = context(&graph, prompt, Some(config_b));
-            let (mut text_a, mut text_b) = (String::new(), String::new());
-            let (mut a_on, mut b_on) = (true, true);
-            while a_on || b_on {
-                if a_on {
-                    match step(&mut a) {
-                        Some(p) => text_a.push_str(&p),
-                        None => a_on = false,
-                    }
-                }
-                if b_on {
-                    match step(&mut b) {
-                        Some(p) => text_b.push_str(&p),
-                        None => b_on = false,
+            // (context, text so far, still streaming), stepped in turns.
+            let mut streams = [config_a, config_b].map(|c| (context(&graph, prompt, Some(c)), String::new(), true));
+            while streams.iter().any(|(_, _, on)| *on) {
+                for (ctx, text, on) in streams.iter_mut().filter(|(_, _, on)| *on) {
+                    match step(ctx) {
+                        Some(piece) => text.push_str(&piece),
+                        None => *on = false,
                     }
                 }
             }
+            let [(_, text_a, _), (_, text_b, _)] = &streams;
             println!("a: {text_a:?}");
             println!("b: {text_b:?}");
         }
