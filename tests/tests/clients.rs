@@ -358,3 +358,35 @@ fn a_reverse_prompt_ends_the_answer() {
     assert!(labelled(&stdout, "turn 0").ends_with("finish=stop"));
     assert!(answer.ends_with('.') && answer.matches('.').count() == 1, "{answer:?}");
 }
+
+/// llama.cpp's build record as the libllama-common shipped beside the plugin holds it,
+/// read with dlsym: the number, and the commit string.
+fn shipped_build_info() -> (u64, String) {
+    use std::ffi::{c_char, c_int, CStr, CString};
+    let lib = plugin_dir().join("wasmedge-nn/libllama-common.so.0");
+    let path = CString::new(lib.to_str().unwrap()).unwrap();
+    // SAFETY: dlopen/dlsym with NUL-terminated names; the symbols are build-info.cpp's
+    // `int LLAMA_BUILD_NUMBER` and `char const * LLAMA_COMMIT`, read as such; the library
+    // stays loaded (never dlclosed).
+    unsafe {
+        let handle = libc::dlopen(path.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
+        assert!(!handle.is_null(), "dlopen {}: {:?}", lib.display(), CStr::from_ptr(libc::dlerror()));
+        let number = libc::dlsym(handle, c"LLAMA_BUILD_NUMBER".as_ptr()) as *const c_int;
+        let commit = libc::dlsym(handle, c"LLAMA_COMMIT".as_ptr()) as *const *const c_char;
+        assert!(!number.is_null() && !commit.is_null(), "build-info symbols missing from {}", lib.display());
+        (*number as u64, CStr::from_ptr(*commit).to_string_lossy().into_owned())
+    }
+}
+
+/// LlamaEdge's `get_plugin_info` reads output 1 of a fresh context, before any input, and
+/// refuses to start unless `llama_build_number` is an unsigned number and `llama_commit` a
+/// string (WasmEdge's plugin's keys). They are llama.cpp's own build record.
+#[test]
+fn output_1_of_a_fresh_context_carries_llama_cpp_s_build_as_llamaedge_reads_it() {
+    let stdout = client_ok(&["plugin-info", "default"]);
+    let meta: serde_json::Value = serde_json::from_str(&labelled(&stdout, "metadata")).expect("output 1 is JSON");
+    let (number, commit) = shipped_build_info();
+    assert_eq!(meta["llama_build_number"].as_u64(), Some(number), "{meta}");
+    assert_eq!(meta["llama_commit"].as_str(), Some(commit.as_str()), "{meta}");
+    assert_eq!((meta["input_tokens"].as_u64(), meta["output_tokens"].as_u64()), (Some(0), Some(0)), "{meta}");
+}

@@ -247,6 +247,7 @@ impl GgmlContext {
 
     fn metadata_json(&self) -> String {
         let m = &self.metrics;
+        let build = super::build_info::get();
         serde_json::json!({
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
@@ -256,6 +257,8 @@ impl GgmlContext {
             "generation_ms": (m.generation_ms * 1e3).round() / 1e3,
             "tokens_per_second": (m.tokens_per_second * 1e3).round() / 1e3,
             "last_error": self.last_error,
+            "llama_build_number": build.number,
+            "llama_commit": build.commit,
         })
         .to_string()
     }

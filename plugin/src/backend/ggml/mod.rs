@@ -10,6 +10,8 @@ pub mod options;
 #[cfg(feature = "ggml")]
 mod backends;
 #[cfg(feature = "ggml")]
+mod build_info;
+#[cfg(feature = "ggml")]
 mod context;
 #[cfg(feature = "ggml")]
 mod embedding;

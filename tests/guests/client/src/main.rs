@@ -13,6 +13,8 @@
 //!     client.wasm from-bytes FILE PROMPT CONFIG         load the model's bytes (builder 1: CONFIG)
 //!     client.wasm input-twice NAME PROMPT               the same prompt set twice: input_tokens each time
 //!     client.wasm chat-loop NAME CONFIG QUESTION...     a LlamaEdge-style chat (see `chat_loop`)
+//!     client.wasm plugin-info NAME                      output 1 of a fresh context, as LlamaEdge's
+//!                                                       `get_plugin_info` reads it before any input
 //!
 //! A failing call prints `error: <call>: <error>` and exits with 1.
 
@@ -136,6 +138,11 @@ fn main() {
             let mut ctx = context(&graph, text, None);
             ok("compute", ctx.compute());
             println!("embedding: {}", output(&ctx, 0));
+            println!("metadata: {}", output(&ctx, 1));
+        }
+        ["plugin-info", name] => {
+            let graph = by_name(name, None);
+            let ctx = ok("init_execution_context", graph.init_execution_context());
             println!("metadata: {}", output(&ctx, 1));
         }
         ["generate", name, prompt, config] => {

@@ -1,0 +1,35 @@
+//! What llama.cpp records about the sources it was built from (its `common/build-info.cpp`,
+//! in libllama-common): reported in output 1 as `llama_build_number` and `llama_commit`, the
+//! keys WasmEdge's plugin puts there and LlamaEdge's `get_plugin_info` requires. Built from
+//! a crate's sources (no git), llama.cpp itself says build 0, commit "unknown".
+
+use once_cell::sync::Lazy;
+use std::ffi::{c_char, c_int, CStr};
+
+extern "C" {
+    // Plain C++ globals (variables are not name-mangled), exported by libllama-common, which
+    // llama-cpp-sys-2 links for its `common` feature.
+    static LLAMA_BUILD_NUMBER: c_int;
+    static LLAMA_COMMIT: *const c_char;
+}
+
+pub struct BuildInfo {
+    pub number: u64,
+    pub commit: String,
+}
+
+pub fn get() -> &'static BuildInfo {
+    static INFO: Lazy<BuildInfo> = Lazy::new(|| {
+        // SAFETY: both are initialised constants of build-info.cpp, never written after load;
+        // LLAMA_COMMIT points at a NUL-terminated string literal.
+        let (number, commit) = unsafe { (LLAMA_BUILD_NUMBER, LLAMA_COMMIT) };
+        let commit = if commit.is_null() {
+            "unknown".to_owned()
+        } else {
+            // SAFETY: non-null, and a string literal (see above).
+            unsafe { CStr::from_ptr(commit) }.to_string_lossy().into_owned()
+        };
+        BuildInfo { number: u64::try_from(number).unwrap_or(0), commit }
+    });
+    &INFO
+}
