@@ -33,6 +33,8 @@ done
 llama_out=$(grep '"reason":"build-script-executed"' "$messages" | grep -E '[#/]llama-cpp-sys-2[@#]' \
   | sed -n 's/.*"out_dir":"\([^"]*\)".*/\1/p' | tail -n1)
 [ -d "$llama_out/backends" ] || { echo "llama.cpp's build (with dynamic backends) not found in cargo's output" >&2; exit 1; }
+# Which build of llama.cpp the plugin has (scripts/test.sh checks the tests use the same one).
+echo "$llama_out" > "$CARGO_TARGET_DIR/plugin-llama-build"
 
 mkdir -p "$dest"
 new="$dest/.$COMPANIONS.new"
