@@ -77,6 +77,9 @@ if [ "${1:-}" = --prebuilt ]; then
   files=(--build-arg FILES=prebuilt)
   log "building $IMAGE from this machine's build"
 else
+  # buildah skips stages nothing names directly, and the build stage is only named through
+  # the FILES argument (`FROM ${FILES}`): without this it is skipped and `files` fails.
+  files=(--skip-unused-stages=false)
   log "building $IMAGE (the first build compiles llama.cpp and whisper.cpp: 30-40 minutes on 2 cores)"
 fi
 # The host's CA certificates, for HTTPS inside RUN steps (the Rust toolchain, crates).
