@@ -70,6 +70,12 @@ debian_mirror() {
   [ -n "$m" ] || m=$(awk '$1=="deb"{print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
   echo "$m"
 }
+# Where llama-cpp-sys-2's build installed llama.cpp: its build script's out_dir, from cargo's
+# JSON messages on stdin (the target folder can hold several configurations of it).
+llama_out_dir() {
+  grep '"reason":"build-script-executed"' | grep -E '[#/]llama-cpp-sys-2[@#]' \
+    | sed -n 's/.*"out_dir":"\([^"]*\)".*/\1/p' | tail -n1
+}
 # llama-cpp-sys-2 hard-links the `lib*.so` symlinks of llama.cpp's libraries into the target
 # folders, where they dangle (their targets stay in its build folder); when a second
 # configuration of it builds (the tests' dependencies unify differently), its build script

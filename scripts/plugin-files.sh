@@ -20,8 +20,7 @@ set -euo pipefail
 dest=${1:?usage: $0 DEST [--strip]}
 release=$CARGO_TARGET_DIR/release
 drop_dangling_lib_links
-# The build, and where llama-cpp-sys-2 installed llama.cpp for it: its build script's out_dir
-# (the target folder can hold other configurations of it, e.g. the tests').
+# The build, and where llama-cpp-sys-2 installed llama.cpp for it (llama_out_dir).
 messages=$(mktemp); trap 'rm -f "$messages"' EXIT
 ( cd "$ROOT" && cargo build --release --locked -p wasmedge-nn-plugin \
     --message-format=json-render-diagnostics > "$messages" )
@@ -30,10 +29,9 @@ for level in $levels; do
   echo "[plugin-files] Whisper runtime for $level" >&2
   build_whisper "$level" -p wasmedge-nn-whisper
 done
-llama_out=$(grep '"reason":"build-script-executed"' "$messages" | grep -E '[#/]llama-cpp-sys-2[@#]' \
-  | sed -n 's/.*"out_dir":"\([^"]*\)".*/\1/p' | tail -n1)
+llama_out=$(llama_out_dir < "$messages")
 [ -d "$llama_out/backends" ] || { echo "llama.cpp's build (with dynamic backends) not found in cargo's output" >&2; exit 1; }
-# Which build of llama.cpp the plugin has (scripts/test.sh checks the tests use the same one).
+# Which build of llama.cpp the plugin has (scripts/test.sh warns if the tests use another).
 echo "$llama_out" > "$CARGO_TARGET_DIR/plugin-llama-build"
 
 mkdir -p "$dest"

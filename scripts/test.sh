@@ -25,9 +25,7 @@ drop_dangling_lib_links
 tests=(--release --locked --workspace --exclude wasmedge-nn-whisper --exclude whisper-native)
 # One build of llama.cpp for the plugin and the tests' native side, not two (see the
 # build-dependencies in plugin/Cargo.toml): a second costs a cold machine minutes.
-tests_llama=$(cargo test --no-run "${tests[@]}" --message-format=json-render-diagnostics \
-  | grep '"reason":"build-script-executed"' | grep -E '[#/]llama-cpp-sys-2[@#]' \
-  | sed -n 's/.*"out_dir":"\([^"]*\)".*/\1/p' | tail -n1)
+tests_llama=$(cargo test --no-run "${tests[@]}" --message-format=json-render-diagnostics | llama_out_dir)
 [ "$tests_llama" = "$(cat "$CARGO_TARGET_DIR/plugin-llama-build")" ] \
   || echo "warning: the tests build llama.cpp apart from the plugin's ($tests_llama): features differ" >&2
 cargo test "${tests[@]}" "$@" -- --test-threads=1
