@@ -80,7 +80,7 @@ else
   # buildah skips stages nothing names directly, and the build stage is only named through
   # the FILES argument (`FROM ${FILES}`): without this it is skipped and `files` fails.
   files=(--skip-unused-stages=false)
-  log "building $IMAGE (the first build compiles llama.cpp and whisper.cpp: 30-40 minutes on 2 cores)"
+  log "building $IMAGE (the first build compiles llama.cpp and whisper.cpp: about 15 minutes on 2 cores)"
 fi
 # The host's CA certificates, for HTTPS inside RUN steps (the Rust toolchain, crates).
 certs=()

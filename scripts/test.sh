@@ -42,7 +42,7 @@ if [ $# -eq 0 ] && [ "${FUZZ_SECONDS:-60}" -gt 0 ]; then
 fi
 # The container image, then its health check, chat and transcribe examples. CONTAINER_CHECK:
 #   source    the Dockerfile as users build it: its build stage compiles the plugin and the
-#             examples (23 minutes from empty caches on 2 cores; minutes once its cargo cache
+#             examples (15 minutes from empty caches on 2 cores; minutes once its cargo cache
 #             mounts hold a build);
 #   prebuilt  assembled from the files built above (about a minute);
 #   auto      (the default) source when this run has so far taken under
