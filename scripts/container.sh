@@ -10,8 +10,10 @@
 #   scripts/container.sh --prebuilt [build]
 #                                   the same, with the plugin and examples this machine built
 #                                   (scripts/build.sh) instead of compiling them in the image:
-#                                   minutes instead of half an hour, for CI. The files must
-#                                   run on Debian 13 (they do: built on Debian 12, older glibc)
+#                                   about a minute instead of a quarter of an hour (the test
+#                                   command's choice when a run is already long). The files
+#                                   must run on Debian 13 (they do: built on Debian 12, older
+#                                   glibc)
 #
 # With Docker instead:  docker build -t wasmedge-nn . && docker run --rm \
 #   -v "$PWD/test-models:/models:ro" wasmedge-nn
