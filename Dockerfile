@@ -10,7 +10,8 @@
 #
 # Without a Docker engine: scripts/container.sh builds and runs it with buildah and podman.
 # `--build-arg FILES=prebuilt` takes the plugin and examples from docker/prebuilt/ instead of
-# compiling them (scripts/container.sh --prebuilt puts a host build there; CI uses that).
+# compiling them (scripts/container.sh --prebuilt puts a host build there; the test command
+# uses that when a run is already long).
 #
 # The image runs on any x86-64 CPU: llama.cpp's math comes as per-CPU variants (baseline SSE2
 # up to AVX-512 and AMX) and the plugin loads the best one for the machine it runs on; the

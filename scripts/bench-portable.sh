@@ -28,15 +28,13 @@ bash "$ROOT/scripts/build.sh"
 
 flags=-march=native
 # ggml's sources exactly as llama-cpp-sys-2 vendors them for this build, and its options.
-sys=$(cargo metadata --format-version 1 --manifest-path "$ROOT/Cargo.toml" --locked \
-  | python3 -c 'import json,sys; print(next(p["manifest_path"] for p in json.load(sys.stdin)["packages"] if p["name"]=="llama-cpp-sys-2"))')
 cache=$(cat "$CARGO_TARGET_DIR/plugin-llama-build")/build/CMakeCache.txt
 opt() { sed -n "s/^$1:[A-Z]*=//p" "$cache"; }
 native=$CARGO_TARGET_DIR/ggml-cpu-native
 if [ "$(cat "$native/flags" 2>/dev/null)" != "$flags $(opt CMAKE_BUILD_TYPE)" ] || [ ! -f "$native/lib/libggml-cpu-native.so.0" ]; then
   log "ggml's CPU backend with $flags, $(opt CMAKE_BUILD_TYPE) (a minute)"
   rm -rf "$native"; mkdir -p "$native"
-  cp -a "$(dirname "$sys")/llama.cpp/ggml" "$native/ggml"
+  cp -a "$(llama_sys_dir)/llama.cpp/ggml" "$native/ggml"
   touch "$native/ggml/ggml.pc.in"   # the crate leaves out this template, which ggml's CMake wants
   cmake -S "$native/ggml" -B "$native/build" -DCMAKE_BUILD_TYPE="$(opt CMAKE_BUILD_TYPE)" -DBUILD_SHARED_LIBS=ON \
     -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=OFF -DGGML_NATIVE=OFF -DGGML_BUILD_TESTS=OFF \

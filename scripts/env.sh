@@ -70,6 +70,12 @@ debian_mirror() {
   [ -n "$m" ] || m=$(awk '$1=="deb"{print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
   echo "$m"
 }
+# The llama-cpp-sys-2 crate's own folder (its vendored llama.cpp/ and ggml sources), as
+# Cargo.lock pins it.
+llama_sys_dir() {
+  cargo metadata --format-version 1 --manifest-path "$ROOT/Cargo.toml" --locked \
+    | python3 -c 'import json,os,sys; print(os.path.dirname(next(p["manifest_path"] for p in json.load(sys.stdin)["packages"] if p["name"]=="llama-cpp-sys-2")))'
+}
 # Where llama-cpp-sys-2's build installed llama.cpp: its build script's out_dir, from cargo's
 # JSON messages on stdin (the target folder can hold several configurations of it).
 llama_out_dir() {

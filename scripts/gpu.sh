@@ -37,10 +37,7 @@ pack() {
   cp -a "$WASMEDGE_PREFIX/bin" "$WASMEDGE_PREFIX/lib" "$WASMEDGE_PREFIX/trixie" "$stage/wasmedge/"
   cp "$GUEST_DIR/bench-speed.wasm" "$stage/"
   # ggml's sources exactly as llama-cpp-sys-2 vendors them for this build.
-  local sys
-  sys=$(cargo metadata --format-version 1 --manifest-path "$ROOT/Cargo.toml" --locked \
-    | python3 -c 'import json,sys; print(next(p["manifest_path"] for p in json.load(sys.stdin)["packages"] if p["name"]=="llama-cpp-sys-2"))')
-  cp -a "$(dirname "$sys")/llama.cpp/ggml" "$stage/ggml"
+  cp -a "$(llama_sys_dir)/llama.cpp/ggml" "$stage/ggml"
   cp "$ROOT/scripts/make_random_llama.py" "$ROOT/scripts/make_tiny_llava.py" "$stage/"
   python3 -m pip download -q --no-deps --only-binary=:all: -d "$stage/whl" gguf==0.17.1
   mkdir -p "$PACK"

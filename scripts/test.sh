@@ -49,13 +49,13 @@ fi
 #             CONTAINER_SOURCE_MINUTES (55) since NN_RUN_STARTED (epoch seconds; .ci/run sets
 #             it) or this script's start, else prebuilt: CI's 90 minutes fit either way;
 #   0         no container check.
-check=${CONTAINER_CHECK:-auto}
-if [ "$check" = auto ]; then
-  elapsed=$(( ($(date +%s) - started) / 60 ))
-  if [ "$elapsed" -lt "${CONTAINER_SOURCE_MINUTES:-55}" ]; then check=source; else check=prebuilt; fi
-  echo "[test] $elapsed minutes so far: the container check builds the image from $check" >&2
-fi
 if [ $# -eq 0 ]; then
+  check=${CONTAINER_CHECK:-auto}
+  if [ "$check" = auto ]; then
+    elapsed=$(( ($(date +%s) - started) / 60 ))
+    if [ "$elapsed" -lt "${CONTAINER_SOURCE_MINUTES:-55}" ]; then check=source; else check=prebuilt; fi
+    echo "[test] $elapsed minutes so far: the container check builds the image from $check" >&2
+  fi
   case $check in
     source) bash "$ROOT/scripts/container.sh"
             echo "container: image built from source and its examples answered" ;;
