@@ -77,8 +77,10 @@ pub fn spawn<T: Send + 'static>(job: impl FnOnce() -> T + Send + 'static) -> NnR
 /// after every job made each transcription fault its tens of MB in again (about 2% of its
 /// time on this VM); never trimming leaves a long-running host larger than it needs to be
 /// once it goes quiet. So a computing thread trims once it has been idle for [`TRIM_AFTER`]
-/// (all arenas at once, including the guest threads').
-fn trim_heap() {
+/// (all arenas at once, including the guest threads'), and the registry trims at the explicit
+/// release points (`unload`, a guest instance's end), so what they freed is handed back before
+/// they return.
+pub fn trim_heap() {
     #[cfg(target_env = "gnu")]
     // SAFETY: malloc_trim only releases memory that is free.
     unsafe {

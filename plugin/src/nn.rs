@@ -262,6 +262,9 @@ pub fn unload(_mem: &mut dyn GuestMemory, owner: Owner, graph: u32) -> NnResult<
     // The graph's contexts are dropped (stopping any stream) after the lock is released.
     let contexts = registry().unload(owner, graph)?;
     drop(contexts);
+    // An explicit release point: what the contexts held goes back to the system now, not
+    // when a computing thread next finds itself idle.
+    crate::compute_threads::trim_heap();
     Ok(())
 }
 
@@ -279,4 +282,5 @@ pub fn release(owner: Owner) {
         log::debug!("instance {owner} ended: {} execution contexts released", contexts.len());
     }
     drop(contexts);
+    crate::compute_threads::trim_heap();
 }

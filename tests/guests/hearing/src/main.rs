@@ -1,10 +1,9 @@
 //! Whisper through WASI-NN, printing `label: value` lines for the tests.
 //!
 //!     hearing.wasm probe ASR DIR MODEL OUTSIDE   the ways to give audio and models, right and wrong
-//!     hearing.wasm rounds ASR LLM DIR N [QUIET]
-//!                                         speech and text models in one process, N rounds;
-//!                                         (after the first and the last, QUIET idle seconds
-//!                                         and the memory use again)
+//!     hearing.wasm rounds ASR LLM DIR N  speech and text models in one process, N rounds,
+//!                                         each ending with its graphs unloaded; the memory
+//!                                         use after each round's work and after its release
 //!
 //! ASR is a preloaded Whisper model, LLM a preloaded GGUF chat model, DIR the folder of the
 //! speech samples, MODEL the Whisper model's path (for `load`), OUTSIDE an existing host file
@@ -170,17 +169,18 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-fn rounds(asr: &str, llm: &str, dir: &str, n: usize, quiet: u64) {
+fn rounds(asr: &str, llm: &str, dir: &str, n: usize) {
     let wav = |f: &str| std::fs::read(format!("{dir}/{f}")).unwrap();
     let (door, paris) = (wav("door.wav"), wav("paris.wav"));
-    let whisper = load(asr, GraphEncoding::Whisper);
-    let chat = GraphBuilder::new(GraphEncoding::Ggml, ExecutionTarget::AUTO)
-        .config(r#"{"temp": 0, "n-predict": 24, "ctx-size": 512}"#.to_string())
-        .build_from_cache(llm)
-        .expect("load the chat model");
-    let mut hear = whisper.init_execution_context().unwrap();
-    let mut speak = chat.init_execution_context().unwrap();
     for round in 1..=n {
+        // Each round takes its graphs and contexts anew and gives them back at its end.
+        let whisper = load(asr, GraphEncoding::Whisper);
+        let chat = GraphBuilder::new(GraphEncoding::Ggml, ExecutionTarget::AUTO)
+            .config(r#"{"temp": 0, "n-predict": 24, "ctx-size": 512}"#.to_string())
+            .build_from_cache(llm)
+            .expect("load the chat model");
+        let mut hear = whisper.init_execution_context().unwrap();
+        let mut speak = chat.init_execution_context().unwrap();
         // Speech, then text from the transcript.
         let heard = transcribe(&mut hear, TensorType::F32, &door).expect("transcribe");
         let said = ask(&mut speak, heard.split("] ").last().unwrap_or(&heard));
@@ -189,10 +189,12 @@ fn rounds(asr: &str, llm: &str, dir: &str, n: usize, quiet: u64) {
         let heard_after = transcribe(&mut hear, TensorType::F32, &paris).expect("transcribe");
         println!("round {round}: {}", serde_like(&[&heard, &said, &answer, &heard_after]));
         println!("rss {round}: {}", rss_kib());
-        if quiet > 0 && (round == 1 || round == n) {
-            std::thread::sleep(std::time::Duration::from_secs(quiet));
-            println!("rss quiet {round}: {}", rss_kib());
-        }
+        // The explicit release point: unloading a graph drops its contexts (whisper states,
+        // llama.cpp sequences) and the host hands what they freed back to the system before
+        // it returns. The preloaded models themselves stay loaded for the next round.
+        whisper.unload().expect("unload the Whisper graph");
+        chat.unload().expect("unload the chat graph");
+        println!("rss released {round}: {}", rss_kib());
     }
 }
 
@@ -206,11 +208,8 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("probe") => probe(&args[2], &args[3], &args[4], &args[5]),
-        Some("rounds") => {
-            let quiet = args.get(6).map_or(0, |q| q.parse().unwrap());
-            rounds(&args[2], &args[3], &args[4], args[5].parse().unwrap(), quiet)
-        }
-        _ => panic!("usage: probe ASR DIR MODEL OUTSIDE | rounds ASR LLM DIR N [QUIET]"),
+        Some("rounds") => rounds(&args[2], &args[3], &args[4], args[5].parse().unwrap()),
+        _ => panic!("usage: probe ASR DIR MODEL OUTSIDE | rounds ASR LLM DIR N"),
     }
     let _ = BackendError::EndOfSequence;
 }
