@@ -1,11 +1,17 @@
 //! Process-wide caps that keep many guests from growing the host without bound: how many
-//! execution contexts and graphs may exist at once, how many streaming workers may run at
-//! once (beyond these: Busy), how large a context (`ctx-size`) and an input tensor may be
-//! (beyond these: TooLarge). The operation fails before allocating anything.
+//! execution contexts and graphs may exist at once (beyond these: Busy), how large a context
+//! (`ctx-size`) and an input tensor may be (beyond these: TooLarge), how many Whisper
+//! transcriptions may stream at once (beyond: Busy), how many sequences one model's engine
+//! decodes together (its slots, each a `ctx-size` of KV cache: more streams take turns), and
+//! how much KV the engines keep in host memory for idle contexts (past it, their tokens are
+//! evaluated again when they are used). The operation fails before allocating anything.
+//!
+//! Contexts themselves are cheap (options, prompt, output: kilobytes); their KV lives in the
+//! engines, bounded by the slots and the swap budget, so the context cap is high.
 //!
 //! Set by the host (`--nn-max-contexts`, `--nn-max-workers`, `--nn-max-graphs`,
-//! `--nn-max-ctx-size`, `--nn-max-input-mib` on the `wasmedge` command line, or the
-//! `WASMEDGE_NN_MAX_*` variables below for embedders); a guest cannot raise them.
+//! `--nn-max-ctx-size`, `--nn-max-input-mib`, `--nn-max-swap-mib`, `--nn-slots` on the
+//! `wasmedge` command line, or the `WASMEDGE_NN_MAX_*` variables below for embedders); a guest cannot raise them.
 
 use crate::abi::Errno;
 use crate::error::{NnError, NnResult};
@@ -17,11 +23,16 @@ pub const MAX_WORKERS_ENV: &str = "WASMEDGE_NN_MAX_WORKERS";
 pub const MAX_GRAPHS_ENV: &str = "WASMEDGE_NN_MAX_GRAPHS";
 pub const MAX_CTX_SIZE_ENV: &str = "WASMEDGE_NN_MAX_CTX_SIZE";
 pub const MAX_INPUT_MIB_ENV: &str = "WASMEDGE_NN_MAX_INPUT_MIB";
-pub const DEFAULT_MAX_CONTEXTS: usize = 64;
+pub const MAX_SWAP_MIB_ENV: &str = "WASMEDGE_NN_MAX_SWAP_MIB";
+pub const SLOTS_ENV: &str = "WASMEDGE_NN_SLOTS";
+pub const DEFAULT_MAX_CONTEXTS: usize = 65_536;
 pub const DEFAULT_MAX_WORKERS: usize = 16;
 pub const DEFAULT_MAX_GRAPHS: usize = 16;
 pub const DEFAULT_MAX_CTX_SIZE: usize = 131_072;
 pub const DEFAULT_MAX_INPUT_MIB: usize = 512;
+pub const DEFAULT_MAX_SWAP_MIB: usize = 256;
+/// llama.cpp's server runs 4 sequences by default too; each costs a `ctx-size` of KV cache.
+pub const DEFAULT_SLOTS: usize = 4;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
@@ -30,6 +41,8 @@ pub struct Limits {
     pub max_graphs: usize,
     pub max_ctx_size: usize,
     pub max_input_mib: usize,
+    pub max_swap_mib: usize,
+    pub slots: usize,
 }
 
 /// Caps given explicitly (on the command line); 0: not given.
@@ -40,6 +53,8 @@ pub struct Given {
     pub graphs: u32,
     pub ctx_size: u32,
     pub input_mib: u32,
+    pub swap_mib: u32,
+    pub slots: u32,
 }
 
 static LIMITS: OnceLock<Limits> = OnceLock::new();
@@ -66,6 +81,8 @@ impl Limits {
             max_graphs: pick(given.graphs, MAX_GRAPHS_ENV, DEFAULT_MAX_GRAPHS),
             max_ctx_size: pick(given.ctx_size, MAX_CTX_SIZE_ENV, DEFAULT_MAX_CTX_SIZE),
             max_input_mib: pick(given.input_mib, MAX_INPUT_MIB_ENV, DEFAULT_MAX_INPUT_MIB),
+            max_swap_mib: pick(given.swap_mib, MAX_SWAP_MIB_ENV, DEFAULT_MAX_SWAP_MIB),
+            slots: pick(given.slots, SLOTS_ENV, DEFAULT_SLOTS).min(256),
         }
     }
 }
@@ -92,7 +109,9 @@ impl Drop for Slot {
 
 static WORKERS: AtomicUsize = AtomicUsize::new(0);
 
-/// Take one of the `max_workers` streaming-worker slots, or fail with Busy.
+/// Take one of the `max_workers` slots for a stream with a thread of its own (a Whisper
+/// transcription streamed by segments), or fail with Busy. (GGML streams take turns in their
+/// model's engine instead.)
 pub fn worker_slot() -> NnResult<Slot> {
     let max = get().max_workers;
     WORKERS
@@ -102,7 +121,7 @@ pub fn worker_slot() -> NnResult<Slot> {
             NnError::new(
                 Errno::Busy,
                 format!(
-                    "{max} streams are already generating (the limit); end one with fini_single \
+                    "{max} transcriptions are already streaming (the limit); end one with fini_single \
                      (or let it finish), use compute, or raise --nn-max-workers ({MAX_WORKERS_ENV})"
                 ),
             )
@@ -169,10 +188,18 @@ mod tests {
 
     #[test]
     fn explicit_values_win() {
-        let given = Given { contexts: 3, workers: 5, graphs: 2, ctx_size: 512, input_mib: 1 };
+        let given = Given { contexts: 3, workers: 5, graphs: 2, ctx_size: 512, input_mib: 1, swap_mib: 7, slots: 8 };
         assert_eq!(
             Limits::resolve(given),
-            Limits { max_contexts: 3, max_workers: 5, max_graphs: 2, max_ctx_size: 512, max_input_mib: 1 }
+            Limits {
+                max_contexts: 3,
+                max_workers: 5,
+                max_graphs: 2,
+                max_ctx_size: 512,
+                max_input_mib: 1,
+                max_swap_mib: 7,
+                slots: 8
+            }
         );
     }
 }

@@ -283,3 +283,94 @@ pub fn embedding(model: &Path, text: &str, threads: i32) -> (Vec<f32>, usize) {
     let length = raw.iter().map(|x| f64::from(*x) * f64::from(*x)).sum::<f64>().sqrt();
     (raw.iter().map(|x| (f64::from(*x) / length) as f32).collect(), tokens.len())
 }
+
+/// llama.cpp decoding `prompts` together, as its `batched` example does: every prompt in one
+/// batch, then one batch per step holding each sequence's next token, each sequence sampled
+/// greedily from its own logits (`TOKENS` tokens each, end of generation ignored). The
+/// context is laid out as the plugin's engine lays out its own (a KV stream of `ctx_size`
+/// cells per sequence), so the two decode alike. Returns the time to the first tokens and the
+/// whole run's time, in ms.
+pub fn time_batched(
+    model: &LlamaModel,
+    prompts: &[String],
+    n_tokens: usize,
+    ctx_size: u32,
+    threads: i32,
+) -> (f64, f64) {
+    let (ttft, total, _) = run_batched(model, prompts, n_tokens, ctx_size, threads);
+    (ttft, total)
+}
+
+/// [`time_batched`]'s greedy texts, one per prompt.
+pub fn generate_batched(
+    model: &LlamaModel,
+    prompts: &[String],
+    n_tokens: usize,
+    ctx_size: u32,
+    threads: i32,
+) -> Vec<Vec<u8>> {
+    run_batched(model, prompts, n_tokens, ctx_size, threads).2
+}
+
+fn run_batched(
+    model: &LlamaModel,
+    prompts: &[String],
+    n_tokens: usize,
+    ctx_size: u32,
+    threads: i32,
+) -> (f64, f64, Vec<Vec<u8>>) {
+    let backend = backend();
+    let n = prompts.len();
+    let tokenized: Vec<_> = prompts.iter().map(|p| model.vocab().tokenize(p.as_bytes(), true, true)).collect();
+    let total: usize = tokenized.iter().map(Vec::len).sum();
+    let params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(ctx_size * n as u32))
+        .with_n_seq_max(n as u32)
+        .with_kv_unified(false)
+        .with_n_batch(total.max(n).max(512) as u32)
+        .with_n_threads(threads)
+        .with_n_threads_batch(threads);
+    let mut ctx = model.new_context(backend, params).expect("context");
+    // Warm up ggml's threads, as the plugin's side does before it starts its clock.
+    let mut batch = LlamaBatch::new(total.max(n).max(8), 1);
+    for (i, t) in tokenized[0].iter().take(8).enumerate() {
+        batch.add(*t, i as i32, &[0], false).unwrap();
+    }
+    ctx.decode(&mut batch).expect("warm-up");
+    ctx.clear_kv_cache();
+
+    let mut samplers: Vec<_> = (0..n).map(|_| LlamaSampler::greedy()).collect();
+    let mut texts = vec![Vec::new(); n];
+    let start = std::time::Instant::now();
+    batch.clear();
+    let mut last = Vec::with_capacity(n);
+    for (s, tokens) in tokenized.iter().enumerate() {
+        for (i, t) in tokens.iter().enumerate() {
+            batch.add(*t, i as i32, &[s as i32], i + 1 == tokens.len()).unwrap();
+        }
+        last.push(batch.n_tokens() - 1);
+    }
+    ctx.decode(&mut batch).expect("decode prompts");
+    let mut next: Vec<_> = (0..n)
+        .map(|s| {
+            let t = samplers[s].sample(&ctx, last[s]);
+            model.vocab().token_to_piece_into(t, &mut texts[s], true, None);
+            t
+        })
+        .collect();
+    let ttft = start.elapsed().as_secs_f64() * 1e3;
+    let mut pos: Vec<i32> = tokenized.iter().map(|t| t.len() as i32).collect();
+    for _ in 1..n_tokens {
+        batch.clear();
+        for s in 0..n {
+            batch.add(next[s], pos[s], &[s as i32], true).unwrap();
+            pos[s] += 1;
+        }
+        ctx.decode(&mut batch).expect("decode");
+        for s in 0..n {
+            next[s] = samplers[s].sample(&ctx, s as i32);
+            model.vocab().token_to_piece_into(next[s], &mut texts[s], true, None);
+        }
+    }
+    (ttft, start.elapsed().as_secs_f64() * 1e3, texts)
+}

@@ -1,14 +1,14 @@
-//! A GGML execution context: its own options, prompt, output and llama.cpp session.
+//! A GGML execution context: its own options, prompt and output, and its sequence in the
+//! model's batching engine (engine/), which holds its KV and runs its generations.
 
+use super::engine::{Next, Sequence, Stream};
+use super::generation::{End, Metrics, Prompt};
 use super::options::Options;
-use super::session::{End, Generation, Metrics, Prompt, Session};
 use super::vision::{self, Image};
-use super::worker::{Next, Worker};
 use super::GgmlGraph;
 use crate::abi::{Errno, Tensor};
 use crate::backend::ExecutionContext;
 use crate::error::{NnError, NnResult};
-use crate::limits;
 use llama_cpp_2::token::LlamaToken;
 use std::borrow::Cow;
 use std::io::Write;
@@ -32,14 +32,13 @@ pub struct GgmlContext {
     images_used: bool,
     /// What the last prompt came to in tokens (images included).
     input_tokens: usize,
-    /// Made on first use, remade when the options it depends on change. Away (inside the
-    /// worker) while a worker streams.
-    session: Option<Session>,
-    /// The finished generation a worker handed back (which answers further `compute_single`
-    /// calls with its end).
-    generation: Option<Generation>,
-    /// The current generation, running on a computing thread.
-    worker: Option<Worker>,
+    /// This context's place in the engine for its options' context shape: taken on first
+    /// use, taken anew (in another engine) when those options change.
+    sequence: Option<Sequence>,
+    /// The current generation, running in the engine.
+    stream: Option<Stream>,
+    /// How the last generation ended (which answers further `compute_single` calls).
+    ended: Option<End>,
     /// Whether the current generation is a `compute_single` stream.
     streaming: bool,
     /// Everything the current generation has handed out; the last token's bytes start at
@@ -64,9 +63,9 @@ impl GgmlContext {
             images: Vec::new(),
             images_used: false,
             input_tokens: 0,
-            session: None,
-            generation: None,
-            worker: None,
+            sequence: None,
+            stream: None,
+            ended: None,
             streaming: false,
             output: Vec::new(),
             piece: 0,
@@ -76,27 +75,36 @@ impl GgmlContext {
         }
     }
 
-    fn session(&mut self) -> NnResult<&mut Session> {
-        if self.session.as_ref().is_some_and(|s| !s.options().same_context(&self.options)) {
-            self.session = None;
+    /// This context's sequence in the engine for its current options.
+    fn sequence(&mut self) -> NnResult<&Sequence> {
+        let key = super::engine::EngineKey::of(&self.options);
+        if self.sequence.as_ref().is_some_and(|s| s.engine().key() != key) {
+            self.sequence = None;
         }
-        if self.session.is_none() {
-            let s = Session::new(&super::llama_backend()?.0, self.graph.model.clone(), &self.options)?;
-            log::debug!("new llama.cpp context: ctx-size {}, threads {}", s.n_ctx(), self.options.threads);
-            self.session = Some(s);
+        if self.sequence.is_none() {
+            self.sequence = Some(self.graph.engine(&self.options)?.sequence());
         }
-        let session = self.session.as_mut().expect("session was just made");
-        session.set_options(&self.options);
-        Ok(session)
+        Ok(self.sequence.as_ref().expect("made above"))
     }
 
-    /// Start a generation of the current prompt on a worker (the output starts empty).
-    fn start_worker(&mut self, window: u32, slot: Option<limits::Slot>) -> NnResult<()> {
+    /// Start a generation of the current prompt in the engine (the output starts empty).
+    fn start(&mut self, window: u32) -> NnResult<()> {
         let prompt = self.prompt()?;
+        let n_ctx = self.options.ctx_size as usize;
+        if prompt.positions() + 4 > n_ctx {
+            return Err(NnError::new(
+                Errno::PromptTooLong,
+                format!(
+                    "the prompt has {} tokens but ctx-size is {n_ctx} (at most ctx-size - 4 fit); \
+                     raise ctx-size or shorten the prompt",
+                    prompt.positions()
+                ),
+            ));
+        }
         self.reset_output();
-        self.session()?;
-        let session = self.session.take().expect("made by session()");
-        self.worker = Some(Worker::spawn(session, prompt, window, slot)?);
+        let options = self.options.clone();
+        let stream = self.sequence()?.generate(prompt, &options, window);
+        self.stream = Some(stream);
         Ok(())
     }
 
@@ -137,91 +145,56 @@ impl GgmlContext {
         self.piece = 0;
         self.output_tokens = 0;
         self.metrics = Metrics::default();
-        self.generation = None;
+        self.ended = None;
     }
 
-    /// One step of the current generation, from the worker (or the finished one): the token's
-    /// bytes are appended to the output, or the end is returned.
+    /// One step of the current generation: the token's bytes are appended to the output, or
+    /// the end is returned (again on every call after it).
     fn step(&mut self) -> NnResult<Option<End>> {
         let start = self.output.len();
-        let end = if let Some(worker) = &self.worker {
-            match worker.next(&mut self.output) {
-                Next::Token(metrics) => {
-                    self.output_tokens += 1;
-                    self.metrics = metrics;
-                    None
-                }
-                Next::End(end, metrics) => {
-                    self.metrics = metrics;
-                    // The worker has stopped: take the session back for the next prompt.
-                    self.stop_worker(true);
-                    Some(end?)
-                }
-            }
-        } else {
-            let (Some(generation), Some(session)) = (self.generation.as_mut(), self.session.as_mut()) else {
-                return Err(NnError::runtime("no generation in progress"));
-            };
-            let end = generation.step(session, &mut self.output)?;
-            self.output_tokens = generation.generated();
-            self.metrics = generation.metrics();
-            end
+        let Some(stream) = &self.stream else {
+            return self.ended.map(Some).ok_or_else(|| NnError::runtime("no generation in progress"));
         };
-        if end.is_none() {
-            self.piece = start;
-            if self.options.stream_stdout {
-                let mut out = std::io::stdout().lock();
-                let _ = out.write_all(&self.output[start..]).and_then(|_| out.flush());
+        match stream.next(&mut self.output) {
+            Next::Token(metrics) => {
+                self.output_tokens += 1;
+                self.metrics = metrics;
+            }
+            Next::End(end, metrics) => {
+                self.metrics = metrics;
+                self.stream = None;
+                let end = end?;
+                self.ended = Some(end);
+                return Ok(Some(end));
             }
         }
-        Ok(end)
-    }
-
-    /// Stop a running worker and take its session back (and its generation, when `keep`).
-    /// A worker that panicked loses the session; a new one is made on next use.
-    fn stop_worker(&mut self, keep: bool) {
-        let Some(worker) = self.worker.take() else {
-            return;
-        };
-        match worker.finish() {
-            Ok(finished) => {
-                self.session = Some(finished.session);
-                self.generation = finished.generation.filter(|_| keep);
-            }
-            Err(e) => log::error!("{}", e.message),
+        self.piece = start;
+        if self.options.stream_stdout {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(&self.output[start..]).and_then(|_| out.flush());
         }
+        Ok(None)
     }
 
-    /// End any stream in progress (a stopped worker within one token's time).
+    /// End any stream in progress (the engine leaves it within one batch).
     fn end_stream(&mut self) {
-        self.stop_worker(false);
+        self.stream = None;
         self.streaming = false;
-        self.generation = None;
+        self.ended = None;
     }
 
-    /// Embedding mode's compute: the prompt's embedding, normalised, as output 0 (on a
-    /// computing thread, as generation is).
+    /// Embedding mode's compute: the prompt's embedding, normalised, as output 0 (computed in
+    /// the engine, as generation is).
     fn compute_embedding(&mut self) -> NnResult<()> {
         if self.prompt.is_empty() {
             return Err(NnError::invalid_argument("no prompt: call set_input with the text at index 0 first"));
         }
         self.reset_output();
-        self.session()?;
-        let mut session = self.session.take().expect("made by session()");
         let prompt = self.prompt.clone();
         let kind = self.options.embd_normalize;
         let started = std::time::Instant::now();
-        let done = crate::compute_threads::spawn(move || {
-            let embedding = session.embed(&prompt).map(|mut v| {
-                super::embedding::normalize(&mut v, kind);
-                v
-            });
-            (session, embedding)
-        })?;
-        let (session, embedding) =
-            done.recv().map_err(|_| NnError::runtime("the embedding computation failed (see the log)"))?;
-        self.session = Some(session);
-        let embedding = embedding?;
+        let mut embedding = self.sequence()?.embed(prompt)?;
+        super::embedding::normalize(&mut embedding, kind);
         self.output = super::embedding::to_json(&embedding);
         self.input_tokens = self.prompt.len();
         self.metrics.prompt_evaluated = self.prompt.len();
@@ -256,6 +229,7 @@ impl GgmlContext {
             "prompt_ms": (m.prompt_ms * 1e3).round() / 1e3,
             "generation_ms": (m.generation_ms * 1e3).round() / 1e3,
             "tokens_per_second": (m.tokens_per_second * 1e3).round() / 1e3,
+            "batch_tokens": m.batch_tokens,
             "last_error": self.last_error,
             "llama_build_number": build.number,
             "llama_commit": build.commit,
@@ -305,9 +279,8 @@ impl ExecutionContext for GgmlContext {
         if self.options.embedding {
             return self.compute_embedding();
         }
-        // The whole answer from a worker that never waits for the guest (see `worker` on why
-        // generation does not run on the guest's thread).
-        self.start_worker(u32::MAX, None)?;
+        // The whole answer from a stream that never waits for the guest.
+        self.start(u32::MAX)?;
         if self.options.stream_stdout {
             // Each token goes to stdout as it comes.
             loop {
@@ -316,14 +289,14 @@ impl ExecutionContext for GgmlContext {
                 }
             }
         }
-        let worker = self.worker.as_ref().expect("started above");
-        let (tokens, last, end, metrics) = worker.drain(&mut self.output);
+        let stream = self.stream.take().expect("started above");
+        let (tokens, last, end, metrics) = stream.drain(&mut self.output);
         self.output_tokens += tokens as i64;
         self.piece = self.output.len() - last;
         self.metrics = metrics;
-        // The worker has stopped: take the session back for the next prompt.
-        self.stop_worker(true);
-        Self::end_code(end?)
+        let end = end?;
+        self.ended = Some(end);
+        Self::end_code(end)
     }
 
     fn get_output(&mut self, index: u32) -> NnResult<Cow<'_, [u8]>> {
@@ -340,11 +313,9 @@ impl ExecutionContext for GgmlContext {
                  there is nothing to stream",
             ));
         }
-        if !self.streaming || (self.generation.is_none() && self.worker.is_none()) {
+        if !self.streaming || (self.ended.is_none() && self.stream.is_none()) {
             self.end_stream();
-            // Take a worker slot before any work, so Busy costs nothing.
-            let slot = limits::worker_slot()?;
-            self.start_worker(self.options.run_ahead, Some(slot))?;
+            self.start(self.options.run_ahead)?;
             self.streaming = true;
         }
         match self.step()? {

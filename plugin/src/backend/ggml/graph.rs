@@ -2,6 +2,7 @@
 
 use super::backends::{self, Loaded};
 use super::context::GgmlContext;
+use super::engine::{Engine, EngineKey};
 use super::native_log;
 use super::options::Options;
 use super::vision::Vision;
@@ -19,7 +20,7 @@ use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 pub struct GgmlBackend;
 
@@ -57,12 +58,28 @@ pub struct GgmlGraph {
     /// Projectors for this model, by host path, loaded on first use and kept with the graph,
     /// with the sha256 pins each has been checked against.
     visions: Mutex<HashMap<PathBuf, PinnedVision>>,
+    /// The batching engines of this graph's contexts, one per context shape, alive while a
+    /// context uses them.
+    engines: Mutex<HashMap<EngineKey, Weak<Engine>>>,
 }
 
 /// A loaded projector, and the sha256 pins its file has been checked against.
 type PinnedVision = (Arc<Vision>, HashSet<String>);
 
 impl GgmlGraph {
+    /// The engine for contexts with these options' shape: the running one, or a new one.
+    pub(super) fn engine(&self, options: &Options) -> NnResult<Arc<Engine>> {
+        let key = EngineKey::of(options);
+        let mut engines = self.engines.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(engine) = engines.get(&key).and_then(Weak::upgrade) {
+            return Ok(engine);
+        }
+        let engine = Engine::start(self.model.clone(), options)?;
+        engines.retain(|_, e| e.strong_count() > 0);
+        engines.insert(key, Arc::downgrade(&engine));
+        Ok(engine)
+    }
+
     /// Per-context metadata cannot change how the model was loaded (`n-gpu-layers`,
     /// `main-gpu`, `use-mmap`, `use-mlock`): say so, once per graph (clients such as LlamaEdge
     /// send them with every request), and carry on with the graph's.
@@ -174,8 +191,14 @@ impl GgmlGraph {
     fn new(model: Arc<LlamaModel>, options: Options, path: Option<PathBuf>) -> NnResult<Self> {
         // A grammar or schema in the load config is checked now, as a projector named there.
         super::grammar::check(&model, &options)?;
-        let graph =
-            GgmlGraph { model, options, path, warned_load_time: AtomicBool::new(false), visions: Mutex::default() };
+        let graph = GgmlGraph {
+            model,
+            options,
+            path,
+            warned_load_time: AtomicBool::new(false),
+            visions: Mutex::default(),
+            engines: Mutex::default(),
+        };
         if let Some(mmproj) = &graph.options.mmproj {
             graph.vision(mmproj, graph.options.mmproj_sha256.as_deref(), graph.options.threads)?;
         }

@@ -1,6 +1,7 @@
 //! The GGML backend: GGUF language models through llama.cpp (llama-cpp-2). The model
-//! weights are loaded once per graph and shared; each execution context has its own
-//! llama.cpp context and KV cache.
+//! weights are loaded once per graph and shared; contexts of one context shape share a
+//! batching engine (engine/), one llama.cpp context whose KV cache holds a sequence per
+//! context in use, and each execution context is a cheap handle on its sequence there.
 //!
 //! Without the `ggml` feature only [`options`] is built (the metadata it parses is part of
 //! the ABI surface, fuzzed without llama.cpp).
@@ -16,17 +17,17 @@ mod context;
 #[cfg(feature = "ggml")]
 mod embedding;
 #[cfg(feature = "ggml")]
+mod engine;
+#[cfg(feature = "ggml")]
+mod generation;
+#[cfg(feature = "ggml")]
 mod grammar;
 #[cfg(feature = "ggml")]
 mod graph;
 #[cfg(feature = "ggml")]
 mod native_log;
 #[cfg(feature = "ggml")]
-mod session;
-#[cfg(feature = "ggml")]
 mod vision;
-#[cfg(feature = "ggml")]
-mod worker;
 
 #[cfg(feature = "ggml")]
 pub use graph::GgmlBackend;

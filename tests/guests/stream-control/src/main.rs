@@ -4,7 +4,8 @@
 //!                                        `compute`; then cancelling by fini_single, by a new
 //!                                        set_input and by finalizing, mid-stream
 //!     stream-control.wasm NAME limits    meets a host started with --nn-max-contexts 2 and
-//!                                        WASMEDGE_NN_MAX_WORKERS=1
+//!                                        WASMEDGE_NN_SLOTS=1 (one sequence slot):
+//!                                        two streams take turns in it
 //!
 //! Token streams are printed as Rust-escaped lists, so a test can compare them exactly.
 
@@ -125,19 +126,43 @@ fn windows(graph: &Graph) {
 }
 
 fn limits(graph: &Graph) {
-    let config = r#"{"temp": 0, "n-predict": 8}"#;
+    let config = r#"{"temp": 0, "n-predict": 12}"#;
     let mut a = context(graph, config, PROMPT);
     let mut b = context(graph, config, OTHER);
     println!("third_context: {}", code(graph.init_execution_context()));
-    println!("a_first_token: {}", code(next(&mut a)));
-    // The one worker is busy with a's stream.
-    println!("b_first_token: {}", code(next(&mut b)));
-    // compute needs no worker.
-    println!("b_compute: {}", code(b.compute()));
+    // One sequence slot (WASMEDGE_NN_SLOTS=1): the two streams take turns in it, each
+    // one's KV copied out while the other runs and copied back for its next token.
+    let (mut from_a, mut from_b) = (Vec::new(), Vec::new());
+    let (mut a_done, mut b_done) = (false, false);
+    while !(a_done && b_done) {
+        if !a_done {
+            match next(&mut a).expect("a's stream") {
+                Some(t) => from_a.push(t),
+                None => a_done = true,
+            }
+        }
+        if !b_done {
+            match next(&mut b).expect("b's stream") {
+                Some(t) => from_b.push(t),
+                None => b_done = true,
+            }
+        }
+    }
+    println!("a_interleaved: {}", show(&from_a));
+    println!("b_interleaved: {}", show(&from_b));
+    // A context with its KV out of the slot resumes its conversation where it was.
     println!("a_fini: {}", code(a.fini_single()));
-    println!("b_after_a_ended: {}", code(next(&mut b)));
     println!("a_finalize: {}", finalize(a));
-    println!("context_after_finalize: {}", code(graph.init_execution_context()));
+    let mut alone = context(graph, config, PROMPT);
+    println!("a_alone: {}", show(&stream(&mut alone, usize::MAX)));
+    println!("b_alone_compute: {}", compute(again(&mut b, config, OTHER)));
+}
+
+/// `ctx` given `config` and `prompt` again (after a finished stream), for a compute.
+fn again<'c>(ctx: &'c mut GraphExecutionContext, config: &str, prompt: &str) -> &'c mut GraphExecutionContext {
+    ctx.set_input(1, TensorType::U8, &[1], config.as_bytes()).expect("metadata");
+    ctx.set_input(0, TensorType::U8, &[1], prompt.as_bytes()).expect("prompt");
+    ctx
 }
 
 fn main() {

@@ -1,0 +1,198 @@
+//! The batching engine: one llama.cpp context with many sequences per loaded model and
+//! context shape, driven by one scheduler thread that decodes every generating sequence's
+//! next token together in one `llama_decode`, with waiting prompts fed alongside in chunks
+//! (continuous batching, as llama.cpp's server does).
+//!
+//! Execution contexts are cheap handles: each holds a [`Sequence`], its place in the engine.
+//! A sequence holds a slot (a llama.cpp sequence id, its KV cells) only while it needs one;
+//! when all slots are taken, the least recently used sequence that is not generating gives
+//! its slot up, its KV copied out to host memory (`llama_state_seq_*`) and copied back on its
+//! next use, so it resumes exactly where it was. Saved KV is bounded by a host budget; past
+//! it the oldest idle sequences keep only their tokens and evaluate them again when used.
+//! Memory is bounded by slots and that budget, not by open contexts.
+//!
+//! Module map: [`stream`] is the token queue between a generation and its guest;
+//! [`scheduler`] owns the llama.cpp context, the slots and the batching loop.
+
+mod scheduler;
+mod stream;
+
+pub use stream::{Next, Stream};
+
+use super::generation::Prompt;
+use super::options::Options;
+use crate::error::{NnError, NnResult};
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::token::LlamaToken;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+/// The options that shape a llama.cpp context: contexts that differ in them go to separate
+/// engines. (`ctx-size` is each sequence's own room in the KV cache.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct EngineKey {
+    ctx_size: u32,
+    batch_size: u32,
+    ubatch_size: u32,
+    threads: u32,
+    threads_batch: u32,
+    flash_attn: Option<bool>,
+    embedding: bool,
+}
+
+impl EngineKey {
+    pub fn of(o: &Options) -> Self {
+        Self {
+            ctx_size: o.ctx_size,
+            batch_size: o.batch_size,
+            ubatch_size: o.ubatch_size,
+            threads: o.threads,
+            threads_batch: o.threads_batch,
+            flash_attn: o.flash_attn,
+            embedding: o.embedding,
+        }
+    }
+}
+
+/// What a context asks of the engine.
+enum Job {
+    Generate { prompt: Prompt, options: Box<Options>, stream: Arc<stream::Shared> },
+    Embed { tokens: Vec<LlamaToken>, reply: std::sync::mpsc::SyncSender<NnResult<Vec<f32>>> },
+}
+
+enum Command {
+    Start { seq: u64, job: Job },
+    Release { seq: u64 },
+}
+
+#[derive(Default)]
+struct InboxState {
+    commands: Vec<Command>,
+    /// Something the scheduler waits on may have changed (a token taken, a stream stopped).
+    poked: bool,
+    closed: bool,
+}
+
+/// Where contexts leave commands for the scheduler, and how they wake it.
+pub struct Inbox {
+    state: Mutex<InboxState>,
+    wake: Condvar,
+}
+
+impl Inbox {
+    fn lock(&self) -> MutexGuard<'_, InboxState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn send(&self, command: Command) {
+        self.lock().commands.push(command);
+        self.wake.notify_one();
+    }
+
+    /// Wake the scheduler to look at its streams again.
+    pub fn poke(&self) {
+        self.lock().poked = true;
+        self.wake.notify_one();
+    }
+
+    /// The commands waiting, and whether the engine is closing; the scheduler then looks at
+    /// everything, so pokes until now are answered.
+    fn take(&self) -> (Vec<Command>, bool) {
+        let mut s = self.lock();
+        s.poked = false;
+        (std::mem::take(&mut s.commands), s.closed)
+    }
+
+    /// Sleep until there is a command, a poke, or the end.
+    fn wait(&self) {
+        let mut s = self.lock();
+        while s.commands.is_empty() && !s.poked && !s.closed {
+            s = self.wake.wait(s).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+/// One engine: its scheduler runs on a computing thread until the engine is dropped.
+pub struct Engine {
+    inbox: Arc<Inbox>,
+    key: EngineKey,
+    /// Answers when the scheduler has ended (and freed its llama.cpp context).
+    done: Mutex<Option<Receiver<()>>>,
+}
+
+static NEXT_SEQUENCE: AtomicU64 = AtomicU64::new(1);
+
+impl Engine {
+    /// Start an engine for `model` with the context shape of `options`. Its llama.cpp context
+    /// is made on first use, with `--nn-slots` sequences.
+    pub fn start(model: Arc<LlamaModel>, options: &Options) -> NnResult<Arc<Self>> {
+        let inbox = Arc::new(Inbox { state: Mutex::default(), wake: Condvar::new() });
+        let key = EngineKey::of(options);
+        let scheduler = scheduler::Scheduler::new(model, options.clone(), inbox.clone(), crate::limits::get());
+        let done = crate::compute_threads::spawn(move || scheduler.run())?;
+        log::debug!("engine started: {key:?}");
+        Ok(Arc::new(Self { inbox, key, done: Mutex::new(Some(done)) }))
+    }
+
+    pub fn key(&self) -> EngineKey {
+        self.key
+    }
+
+    /// A new sequence: a context's place in this engine (no slot yet).
+    pub fn sequence(self: &Arc<Self>) -> Sequence {
+        Sequence { engine: self.clone(), id: NEXT_SEQUENCE.fetch_add(1, Ordering::Relaxed) }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        {
+            let mut s = self.inbox.lock();
+            s.closed = true;
+        }
+        self.inbox.wake.notify_one();
+        // The scheduler frees its llama.cpp context before this returns, so what an unload
+        // releases is released when it returns.
+        if let Some(done) = self.done.get_mut().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = done.recv();
+        }
+    }
+}
+
+/// A context's place in an engine: its KV (in a slot, saved, or only as tokens), and the
+/// generation it runs, if any. Dropping it frees all of that.
+pub struct Sequence {
+    engine: Arc<Engine>,
+    id: u64,
+}
+
+impl Sequence {
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// Generate from `prompt` with `options` (sampling, limits), at most `window` tokens
+    /// ahead of the guest (`u32::MAX`: never waiting for it). A generation already running
+    /// on this sequence is stopped first.
+    pub fn generate(&self, prompt: Prompt, options: &Options, window: u32) -> Stream {
+        let (stream, shared) = Stream::new(window, self.engine.inbox.clone());
+        let job = Job::Generate { prompt, options: Box::new(options.clone()), stream: shared };
+        self.engine.inbox.send(Command::Start { seq: self.id, job });
+        stream
+    }
+
+    /// The embedding of `tokens` (not normalised): pooled over the sequence, or the last
+    /// token's where the model does no pooling.
+    pub fn embed(&self, tokens: Vec<LlamaToken>) -> NnResult<Vec<f32>> {
+        let (reply, answer) = sync_channel(1);
+        self.engine.inbox.send(Command::Start { seq: self.id, job: Job::Embed { tokens, reply } });
+        answer.recv().map_err(|_| NnError::runtime("the embedding computation failed (see the log)"))?
+    }
+}
+
+impl Drop for Sequence {
+    fn drop(&mut self) {
+        self.engine.inbox.send(Command::Release { seq: self.id });
+    }
+}

@@ -1,0 +1,710 @@
+//! The engine's one thread: it owns the llama.cpp context, gives sequences slots, and runs
+//! the batching loop. Every step decodes, in one `llama_decode`, the pending token of every
+//! generating sequence whose guest has room for another, plus up to one micro-batch of
+//! waiting prompt tokens; then each sequence draws its next token from its own logits with
+//! its own sampler. Sequences are taken in the order they started, so a step's batch does
+//! not depend on timing beyond which sequences are in it.
+//!
+//! Each slot is a llama.cpp sequence with its own KV stream of `ctx-size` cells (the cache is
+//! not unified), so a sequence's attention sees the cells a context of its own would.
+
+use super::stream::Shared as StreamShared;
+use super::{Command, Inbox, Job};
+use crate::abi::Errno;
+use crate::backend::ggml::generation::{End, Generation, Prompt};
+use crate::backend::ggml::options::Options;
+use crate::backend::ggml::vision::Vision;
+use crate::error::{NnError, NnResult};
+use crate::limits::Limits;
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::session::{LlamaStateSeqFlags, SeqState};
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::mtmd::MtmdInputChunks;
+use llama_cpp_2::token::LlamaToken;
+use llama_cpp_2::DecodeError;
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+
+type Ctx<'model> = LlamaContext<'model>;
+
+self_cell::self_cell!(
+    /// A llama.cpp context together with the model it borrows.
+    struct ModelContext {
+        owner: Arc<LlamaModel>,
+        #[covariant]
+        dependent: Ctx,
+    }
+);
+
+/// llama.cpp's context creation writes to the model (see llama-cpp-2's `new_context`): never
+/// create two at once.
+static CONTEXT_CREATION: Mutex<()> = Mutex::new(());
+
+/// Stands in a sequence's token list for positions filled by images, so a later text prompt
+/// never matches them.
+const NOT_A_TOKEN: LlamaToken = LlamaToken(-1);
+
+/// The llama.cpp context.
+struct Llama {
+    cell: ModelContext,
+}
+
+/// A sequence, as the scheduler keeps it.
+#[derive(Default)]
+struct Record {
+    /// Its slot while it holds one.
+    slot: Option<usize>,
+    /// The tokens at positions `0..` of its KV (in its slot, or in `saved`), for prompt-prefix
+    /// reuse; empty when it has nothing kept.
+    cached: Vec<LlamaToken>,
+    /// Its KV, copied out while it has no slot.
+    saved: Option<SeqState>,
+    /// When it was last in a batch (for least-recently-used eviction).
+    last_used: u64,
+    active: Option<Active>,
+}
+
+/// A generation in progress.
+struct Active {
+    stream: Arc<StreamShared>,
+    phase: Phase,
+    generation: Generation,
+    ctx_size: usize,
+    /// When it started: sequences are batched in this order.
+    started: u64,
+}
+
+enum Phase {
+    /// Prompt tokens to evaluate, from `next` on (`None`: the reuse of the KV not yet
+    /// worked out).
+    Prompt {
+        tokens: Vec<LlamaToken>,
+        next: Option<usize>,
+        reused: usize,
+    },
+    Media {
+        chunks: MtmdInputChunks,
+        vision: Arc<Vision>,
+    },
+    Generate,
+}
+
+/// What one sequence put in a step's batch.
+enum Entry {
+    Token { seq: u64, token: LlamaToken, logits: Option<i32> },
+    Prompt { seq: u64, count: usize, logits: Option<i32> },
+}
+
+pub struct Scheduler {
+    model: Arc<LlamaModel>,
+    options: Options,
+    inbox: Arc<Inbox>,
+    limits: Limits,
+    llama: Option<Llama>,
+    /// Which sequence holds each slot.
+    slots: Vec<Option<u64>>,
+    records: HashMap<u64, Record>,
+    /// Bytes of KV saved for sequences without a slot.
+    saved_bytes: usize,
+    /// What one token's KV takes, saved (known from the first save).
+    bytes_per_token: usize,
+    tick: u64,
+    piece: Vec<u8>,
+}
+
+impl Scheduler {
+    pub fn new(model: Arc<LlamaModel>, options: Options, inbox: Arc<Inbox>, limits: Limits) -> Self {
+        Self {
+            model,
+            options,
+            inbox,
+            limits,
+            llama: None,
+            slots: Vec::new(),
+            records: HashMap::new(),
+            saved_bytes: 0,
+            bytes_per_token: 0,
+            tick: 0,
+            piece: Vec::with_capacity(64),
+        }
+    }
+
+    /// The loop, until the engine closes.
+    pub fn run(mut self) {
+        loop {
+            let (commands, closed) = self.inbox.take();
+            if closed {
+                break;
+            }
+            for command in commands {
+                self.handle(command);
+            }
+            if !self.step() {
+                self.inbox.wait();
+            }
+        }
+        let Self { llama, records, .. } = self;
+        for record in records.into_values() {
+            if let Some(active) = record.active {
+                active.stream.finish(Err(NnError::runtime("the model was unloaded")), active.generation.metrics());
+            }
+        }
+        drop(llama);
+        crate::compute_threads::trim_heap();
+        log::debug!("engine ended");
+    }
+
+    fn handle(&mut self, command: Command) {
+        match command {
+            Command::Start { seq, job: Job::Generate { prompt, options, stream } } => {
+                self.tick += 1;
+                let generation = match Generation::new(&self.model, &options) {
+                    Ok(g) => g,
+                    Err(e) => return stream.finish(Err(e), Default::default()),
+                };
+                let phase = match prompt {
+                    Prompt::Tokens(tokens) => Phase::Prompt { tokens, next: None, reused: 0 },
+                    Prompt::Media { chunks, vision } => Phase::Media { chunks, vision },
+                };
+                let active =
+                    Active { stream, phase, generation, ctx_size: options.ctx_size as usize, started: self.tick };
+                // A generation still running on this sequence is replaced.
+                self.records.entry(seq).or_default().active = Some(active);
+            }
+            Command::Start { seq, job: Job::Embed { tokens, reply } } => {
+                let result = self.embed(seq, &tokens);
+                let _ = reply.send(result);
+            }
+            Command::Release { seq } => {
+                if let Some(record) = self.records.remove(&seq) {
+                    if let Some(slot) = record.slot {
+                        self.slots[slot] = None;
+                        if let Some(llama) = &mut self.llama {
+                            forget(llama, slot, 0);
+                        }
+                    }
+                    if let Some(saved) = record.saved {
+                        self.saved_bytes -= saved.byte_len();
+                    }
+                }
+            }
+        }
+    }
+
+    /// One step: every sequence that can go on does. False when none could (nothing to do
+    /// until a command or a poke).
+    fn step(&mut self) -> bool {
+        let runnable = self.runnable();
+        if runnable.is_empty() {
+            return false;
+        }
+        let placed = self.place(&runnable);
+        if placed.is_empty() {
+            return false;
+        }
+        // Prompts with images are evaluated on their own (mtmd decodes them itself).
+        let mut text = Vec::with_capacity(placed.len());
+        for seq in placed {
+            if matches!(self.records[&seq].active.as_ref().map(|a| &a.phase), Some(Phase::Media { .. })) {
+                self.eval_media(seq);
+            } else {
+                text.push(seq);
+            }
+        }
+        if !text.is_empty() {
+            self.decode(&text);
+        }
+        true
+    }
+
+    /// The sequences that can go on now, in the order they started; streams stopped by their
+    /// guest and generations that ended without needing the model are settled on the way.
+    fn runnable(&mut self) -> Vec<u64> {
+        let mut runnable: Vec<(u64, u64)> = Vec::new();
+        for (&seq, record) in &mut self.records {
+            let Some(active) = &mut record.active else { continue };
+            if active.stream.stopped() {
+                record.active = None;
+                continue;
+            }
+            match active.phase {
+                Phase::Prompt { .. } | Phase::Media { .. } => runnable.push((active.started, seq)),
+                Phase::Generate => {
+                    if let Some(end) = active.generation.ended() {
+                        // A reverse prompt ended it when its last token was drawn.
+                        let end = active.generation.end(end);
+                        active.stream.finish(Ok(end), active.generation.metrics());
+                        record.active = None;
+                    } else if active.generation.at_limit() || active.stream.has_room() {
+                        if record.cached.len() >= active.ctx_size {
+                            let end = active.generation.end(End::ContextFull);
+                            active.stream.finish(Ok(end), active.generation.metrics());
+                            record.active = None;
+                        } else {
+                            runnable.push((active.started, seq));
+                        }
+                    }
+                }
+            }
+        }
+        runnable.sort_unstable();
+        runnable.into_iter().map(|(_, seq)| seq).collect()
+    }
+
+    /// Give the runnable sequences slots (taking idle sequences' slots as needed); those
+    /// that got one, in order.
+    fn place(&mut self, runnable: &[u64]) -> Vec<u64> {
+        if self.llama.is_none() {
+            if let Err(e) = self.open() {
+                log::error!("{}", e.message);
+                // Nothing can run: fail the generations that wait.
+                for seq in runnable {
+                    self.fail(*seq, e.clone());
+                }
+                return Vec::new();
+            }
+        }
+        let mut placed = Vec::with_capacity(runnable.len());
+        for &seq in runnable {
+            let has_slot = self.records[&seq].slot.is_some() || self.take_slot(seq, runnable);
+            // (A generation whose KV was lost on the way in has ended.)
+            if has_slot && self.records[&seq].active.is_some() {
+                placed.push(seq);
+            }
+        }
+        placed
+    }
+
+    /// The llama.cpp context, with its slots: made once, on first use, and kept in this
+    /// shape for the engine's life. (A sequence's KV copied between contexts of different
+    /// shapes was measured to change its later tokens, so the shape never changes.)
+    fn open(&mut self) -> NnResult<()> {
+        let slots = self.limits.slots.max(1);
+        let cell = new_context(&self.model, &self.options, slots)?;
+        log::info!(
+            "engine context: {slots} sequences of ctx-size {} (threads {}, batch-size {})",
+            self.options.ctx_size,
+            self.options.threads,
+            cell.borrow_dependent().n_batch()
+        );
+        self.llama = Some(Llama { cell });
+        self.slots = vec![None; slots];
+        Ok(())
+    }
+
+    /// Give `seq` a slot: a free one, or the least recently used one whose sequence is not
+    /// running now. Its saved KV (if any) is copied in.
+    fn take_slot(&mut self, seq: u64, runnable: &[u64]) -> bool {
+        let free = self.slots.iter().position(Option::is_none);
+        let slot = match free {
+            Some(slot) => slot,
+            None => {
+                let victim = self
+                    .slots
+                    .iter()
+                    .flatten()
+                    .filter(|s| !runnable.contains(s))
+                    .min_by_key(|s| self.records.get(s).map_or(0, |r| r.last_used))
+                    .copied();
+                let Some(victim) = victim else { return false };
+                let slot = self.records[&victim].slot.expect("a slot holder");
+                self.evict(victim);
+                slot
+            }
+        };
+        let Some(llama) = &mut self.llama else { return false };
+        let record = self.records.get_mut(&seq).expect("a runnable sequence");
+        self.slots[slot] = Some(seq);
+        record.slot = Some(slot);
+        forget(llama, slot, 0);
+        if let Some(saved) = record.saved.take() {
+            self.saved_bytes -= saved.byte_len();
+            let restored = llama.cell.with_dependent_mut(|_, ctx| ctx.state_seq_set(&saved, slot as i32));
+            if let Err(e) = restored {
+                log::warn!("a sequence's saved KV could not be restored ({e}); its tokens are evaluated again");
+                forget(llama, slot, 0);
+                record.cached = Vec::new();
+                if matches!(record.active.as_ref().map(|a| &a.phase), Some(Phase::Generate)) {
+                    let active = record.active.take().expect("matched");
+                    let e = NnError::runtime(format!("this stream's KV cache could not be restored ({e})"));
+                    active.stream.finish(Err(e), active.generation.metrics());
+                }
+            }
+        } else if !record.cached.is_empty() {
+            // Only its tokens were kept: a prompt evaluates them again; a generation in
+            // progress (whose KV is always kept) cannot go on without them.
+            record.cached = Vec::new();
+            if matches!(record.active.as_ref().map(|a| &a.phase), Some(Phase::Generate)) {
+                let active = record.active.take().expect("matched");
+                let e = NnError::runtime("this stream's KV cache was lost (see the log); start it again");
+                active.stream.finish(Err(e), active.generation.metrics());
+            }
+        }
+        true
+    }
+
+    /// Take `seq`'s slot away, its KV copied out (or, past the budget, dropped).
+    fn evict(&mut self, seq: u64) {
+        let Some(llama) = &mut self.llama else { return };
+        let Some(record) = self.records.get_mut(&seq) else { return };
+        let Some(slot) = record.slot.take() else { return };
+        self.slots[slot] = None;
+        if !record.cached.is_empty() {
+            match llama.cell.borrow_dependent().state_seq_get(slot as i32, LlamaStateSeqFlags::empty()) {
+                Ok(state) => {
+                    self.saved_bytes += state.byte_len();
+                    if self.bytes_per_token == 0 {
+                        self.bytes_per_token = state.byte_len() / record.cached.len();
+                    }
+                    log::debug!("sequence {seq} out of slot {slot}: {} KV bytes saved", state.byte_len());
+                    record.saved = Some(state);
+                }
+                Err(e) => {
+                    log::warn!("a sequence's KV could not be saved ({e}); its tokens will be evaluated again");
+                    record.cached.clear();
+                }
+            }
+        }
+        forget(llama, slot, 0);
+        self.keep_budget();
+    }
+
+    /// Past the budget for saved KV, the least recently used idle sequences keep only their
+    /// tokens (a generation in progress keeps its KV). The budget is what the engine's own KV
+    /// cache holds (its slots' cells), and at most `--nn-max-swap-mib`: idle contexts never
+    /// keep more KV than the live ones can.
+    fn keep_budget(&mut self) {
+        let cache = self.bytes_per_token * self.options.ctx_size as usize * self.slots.len();
+        let budget = (self.limits.max_swap_mib << 20).min(cache);
+        while self.saved_bytes > budget {
+            let oldest = self
+                .records
+                .iter()
+                .filter(|(_, r)| r.saved.is_some() && r.active.is_none())
+                .min_by_key(|(_, r)| r.last_used)
+                .map(|(&s, _)| s);
+            let Some(seq) = oldest else { break };
+            let record = self.records.get_mut(&seq).expect("just found");
+            let saved = record.saved.take().expect("just found");
+            self.saved_bytes -= saved.byte_len();
+            record.cached = Vec::new();
+        }
+    }
+
+    fn fail(&mut self, seq: u64, e: NnError) {
+        if let Some(record) = self.records.get_mut(&seq) {
+            if let Some(active) = record.active.take() {
+                active.stream.finish(Err(e), active.generation.metrics());
+            }
+        }
+    }
+
+    /// One `llama_decode` for the text sequences placed this step.
+    fn decode(&mut self, seqs: &[u64]) {
+        let Self { llama, records, options, piece, tick, .. } = self;
+        let Some(llama) = llama else { return };
+        *tick += 1;
+        let n_batch = llama.cell.borrow_dependent().n_batch() as usize;
+        let n_ubatch = llama.cell.borrow_dependent().n_ubatch() as usize;
+        let mut batch = LlamaBatch::new(n_batch, 1);
+        let mut entries = Vec::with_capacity(seqs.len());
+        // Generating sequences first (one token each), then prompts in the room left.
+        let generating = seqs.iter().filter(|s| matches!(records[s].active.as_ref().unwrap().phase, Phase::Generate));
+        let mut prompt_room = n_ubatch.min(n_batch.saturating_sub(generating.count())).max(1);
+        for &seq in seqs {
+            let record = records.get_mut(&seq).expect("placed");
+            let slot = record.slot.expect("placed") as i32;
+            let active = record.active.as_mut().expect("runnable");
+            record.last_used = *tick;
+            match &mut active.phase {
+                Phase::Generate => {
+                    let Some(token) = active.generation.take_pending() else {
+                        // Nothing to evaluate: the limit was reached before a token.
+                        entries.push(Entry::Token { seq, token: NOT_A_TOKEN, logits: None });
+                        continue;
+                    };
+                    let logits = !active.generation.at_limit();
+                    let idx = batch.n_tokens();
+                    if batch.add(token, record.cached.len() as i32, &[slot], logits).is_err() {
+                        continue;
+                    }
+                    entries.push(Entry::Token { seq, token, logits: logits.then_some(idx) });
+                }
+                Phase::Prompt { tokens, next, reused } => {
+                    let from = match *next {
+                        Some(from) => from,
+                        None => {
+                            // The first chunk: keep what the KV shares with this prompt.
+                            let keep = shared_prefix(&record.cached, tokens);
+                            let keep = if forget(llama, slot as usize, keep) { keep } else { 0 };
+                            record.cached.truncate(keep);
+                            *reused = keep;
+                            *next = Some(keep);
+                            keep
+                        }
+                    };
+                    if prompt_room == 0 {
+                        continue;
+                    }
+                    let count = (tokens.len() - from).min(prompt_room);
+                    prompt_room -= count;
+                    let last = from + count == tokens.len();
+                    let mut logits = None;
+                    for (i, &token) in tokens[from..from + count].iter().enumerate() {
+                        let is_last = last && i + 1 == count;
+                        if is_last {
+                            logits = Some(batch.n_tokens());
+                        }
+                        let _ = batch.add(token, (from + i) as i32, &[slot], is_last);
+                    }
+                    entries.push(Entry::Prompt { seq, count, logits });
+                }
+                Phase::Media { .. } => unreachable!("evaluated apart"),
+            }
+        }
+        let batch_tokens = batch.n_tokens() as usize;
+        let decoded = if batch_tokens == 0 {
+            Ok(())
+        } else {
+            let threads = if batch_tokens > 1 { options.threads_batch } else { options.threads };
+            let _cores = crate::cores::cpu().acquire(threads as usize);
+            llama.cell.with_dependent_mut(|_, ctx| ctx.decode(&mut batch))
+        };
+        if let Err(e) = decoded {
+            let e = decode_error(e);
+            log::error!("a batch of {batch_tokens} tokens failed: {}", e.message);
+            for entry in entries {
+                let seq = match entry {
+                    Entry::Token { seq, .. } | Entry::Prompt { seq, .. } => seq,
+                };
+                let record = records.get_mut(&seq).expect("in the batch");
+                forget(llama, record.slot.expect("placed"), 0);
+                record.cached.clear();
+                if let Some(active) = record.active.take() {
+                    active.stream.finish(Err(e.clone()), active.generation.metrics());
+                }
+            }
+            return;
+        }
+        for entry in entries {
+            match entry {
+                Entry::Token { seq, token, logits } => {
+                    let record = records.get_mut(&seq).expect("in the batch");
+                    if token != NOT_A_TOKEN {
+                        record.cached.push(token);
+                    }
+                    let active = record.active.as_mut().expect("in the batch");
+                    let result = match logits {
+                        Some(idx) => {
+                            llama.cell.with_dependent_mut(|m, ctx| active.generation.sample(m, ctx, idx, piece))
+                        }
+                        None => Ok(Some(End::Limit)),
+                    };
+                    settle(records, seq, result, batch_tokens, piece);
+                }
+                Entry::Prompt { seq, count, logits } => {
+                    let record = records.get_mut(&seq).expect("in the batch");
+                    let active = record.active.as_mut().expect("in the batch");
+                    let Phase::Prompt { tokens, next, reused } = &mut active.phase else { unreachable!() };
+                    let from = next.expect("set when the chunk was added");
+                    record.cached.extend_from_slice(&tokens[from..from + count]);
+                    *next = Some(from + count);
+                    if let Some(idx) = logits {
+                        let evaluated = tokens.len() - *reused;
+                        let reused = *reused;
+                        active.generation.prompt_done(evaluated, reused);
+                        let result =
+                            llama.cell.with_dependent_mut(|m, ctx| active.generation.sample(m, ctx, idx, piece));
+                        settle(records, seq, result, batch_tokens, piece);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Evaluate a prompt with images into `seq`'s slot (from the start of its KV: images are
+    /// not tokens to compare), then draw its first token.
+    fn eval_media(&mut self, seq: u64) {
+        let Some(llama) = &mut self.llama else { return };
+        self.tick += 1;
+        let record = self.records.get_mut(&seq).expect("placed");
+        record.last_used = self.tick;
+        let slot = record.slot.expect("placed");
+        let active = record.active.as_mut().expect("runnable");
+        let Phase::Media { chunks, vision } = &active.phase else { unreachable!() };
+        forget(llama, slot, 0);
+        record.cached.clear();
+        let n_batch = llama.cell.borrow_dependent().n_batch() as i32;
+        let threads = self.options.threads_batch as usize;
+        let evaluated = llama.cell.with_dependent_mut(|_, ctx| {
+            let _cores = crate::cores::cpu().acquire(threads);
+            chunks.eval_chunks(&mut vision.lock(), ctx, 0, slot as i32, n_batch, true)
+        });
+        let result = match evaluated {
+            Ok(end) => {
+                let positions = end.max(0) as usize;
+                record.cached.resize(positions, NOT_A_TOKEN);
+                active.generation.prompt_done(positions, 0);
+                let piece = &mut self.piece;
+                llama.cell.with_dependent_mut(|m, ctx| active.generation.sample(m, ctx, -1, piece))
+            }
+            Err(e) => {
+                forget(llama, slot, 0);
+                record.cached.clear();
+                Err(NnError::runtime(format!("llama.cpp failed to evaluate the images and prompt: {e}")))
+            }
+        };
+        settle(&mut self.records, seq, result, 1, &self.piece);
+    }
+
+    /// The embedding of `tokens` in `seq`'s slot, as llama.cpp's embedding example computes
+    /// it: the text in one batch from an empty sequence, every token an output, then the
+    /// pooled embedding of the sequence (or the last token's where the model does no
+    /// pooling). The slot keeps nothing of it.
+    fn embed(&mut self, seq: u64, tokens: &[LlamaToken]) -> NnResult<Vec<f32>> {
+        self.records.entry(seq).or_default();
+        let runnable = [seq];
+        if self.llama.is_none() {
+            self.open()?;
+        }
+        if self.records[&seq].slot.is_none() && !self.take_slot(seq, &runnable) {
+            return Err(NnError::new(Errno::Busy, "no sequence slot is free for the embedding"));
+        }
+        let llama = self.llama.as_mut().expect("opened above");
+        let record = self.records.get_mut(&seq).expect("made above");
+        let slot = record.slot.expect("placed above");
+        record.cached.clear();
+        forget(llama, slot, 0);
+        let n_batch = llama.cell.borrow_dependent().n_batch() as usize;
+        if tokens.len() > n_batch {
+            return Err(NnError::new(
+                Errno::PromptTooLong,
+                format!(
+                    "the text has {} tokens but an embedding takes at most batch-size ({n_batch}): \
+                     raise batch-size (and ctx-size) or embed shorter pieces",
+                    tokens.len()
+                ),
+            ));
+        }
+        let mut batch = LlamaBatch::new(tokens.len().max(1), 1);
+        for (i, &tok) in tokens.iter().enumerate() {
+            batch.add(tok, i as i32, &[slot as i32], true).map_err(|e| NnError::runtime(e.to_string()))?;
+        }
+        let threads = self.options.threads_batch as usize;
+        let result = llama.cell.with_dependent_mut(|_, ctx| {
+            {
+                let _cores = crate::cores::cpu().acquire(threads);
+                ctx.decode(&mut batch).map_err(decode_error)?;
+            }
+            let embedding = match ctx.embeddings_seq_ith(slot as i32) {
+                Ok(pooled) => pooled,
+                Err(_) => ctx
+                    .embeddings_ith(tokens.len() as i32 - 1)
+                    .map_err(|e| NnError::runtime(format!("llama.cpp gave no embedding: {e}")))?,
+            };
+            Ok(embedding.to_vec())
+        });
+        forget(llama, slot, 0);
+        result
+    }
+}
+
+/// Settle `seq`'s generation after its sampling: the token (its bytes in `piece`) goes to its
+/// guest, or the end does.
+fn settle(
+    records: &mut HashMap<u64, Record>,
+    seq: u64,
+    sampled: NnResult<Option<End>>,
+    batch_tokens: usize,
+    piece: &[u8],
+) {
+    let record = records.get_mut(&seq).expect("a sequence in the batch");
+    let active = record.active.as_mut().expect("an active sequence in the batch");
+    active.generation.set_batch_tokens(batch_tokens);
+    match sampled {
+        Ok(None) => {
+            active.phase = Phase::Generate;
+            active.stream.push(piece, active.generation.metrics());
+        }
+        Ok(Some(end)) => {
+            let end = active.generation.end(end);
+            active.stream.finish(Ok(end), active.generation.metrics());
+            record.active = None;
+        }
+        Err(e) => {
+            active.stream.finish(Err(e), active.generation.metrics());
+            record.active = None;
+        }
+    }
+}
+
+/// How many leading tokens the KV shares with a prompt; at least the prompt's last token is
+/// evaluated, since its logits start the generation.
+fn shared_prefix(cached: &[LlamaToken], prompt: &[LlamaToken]) -> usize {
+    cached.iter().zip(prompt).take_while(|(a, b)| a == b).count().min(prompt.len().saturating_sub(1))
+}
+
+/// Drop `slot`'s KV cells from position `from` on; false when the cache cannot drop part of a
+/// sequence (recurrent or sliding-window models) and the whole sequence was dropped instead.
+///
+/// Only the cells' bookkeeping goes: emptied cells are masked out of attention, so nothing
+/// needs their data zeroed.
+fn forget(llama: &mut Llama, slot: usize, from: usize) -> bool {
+    llama.cell.with_dependent_mut(|_, ctx| {
+        let seq = slot as i32;
+        if u32::try_from(from).is_ok_and(|from| ctx.kv_cache_seq_rm(seq, Some(from), None).is_ok()) {
+            return true;
+        }
+        let _ = ctx.kv_cache_seq_rm(seq, None, None);
+        false
+    })
+}
+
+fn decode_error(e: DecodeError) -> NnError {
+    match e {
+        DecodeError::NoKvCacheSlot => NnError::new(Errno::ContextFull, "no room left in the KV cache"),
+        e => NnError::runtime(format!("llama.cpp failed to evaluate tokens: {e}")),
+    }
+}
+
+/// A llama.cpp context for `slots` sequences of `ctx-size` cells each.
+fn new_context(model: &Arc<LlamaModel>, options: &Options, slots: usize) -> NnResult<ModelContext> {
+    let backend = &crate::backend::ggml::llama_backend()?.0;
+    let flash = match options.flash_attn {
+        None => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO,
+        Some(true) => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,
+        Some(false) => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED,
+    };
+    let ctx_size = options.ctx_size;
+    let n_ctx = ctx_size.saturating_mul(slots as u32);
+    // Embeddings pool over the whole text, which must then be one micro-batch (as llama.cpp's
+    // embedding example sets it), at most batch-size long; a generation's batch has room for
+    // every sequence's next token at least.
+    let (batch, ubatch) = if options.embedding {
+        let batch = options.batch_size.min(ctx_size);
+        (batch, batch)
+    } else {
+        let batch = options.batch_size.min(n_ctx).max(slots as u32 + 1);
+        (batch, options.ubatch_size.min(batch))
+    };
+    let params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(n_ctx))
+        .with_n_seq_max(slots as u32)
+        .with_kv_unified(false)
+        .with_n_batch(batch)
+        .with_n_ubatch(ubatch)
+        .with_embeddings(options.embedding)
+        .with_n_threads(options.threads as i32)
+        .with_n_threads_batch(options.threads_batch as i32)
+        .with_flash_attention_policy(flash);
+    let _guard = CONTEXT_CREATION.lock().unwrap_or_else(|p| p.into_inner());
+    ModelContext::try_new(model.clone(), |m| m.new_context(backend, params)).map_err(|e| {
+        NnError::runtime(format!(
+            "cannot create a llama.cpp context for {slots} sequences of ctx-size {ctx_size} (out of memory?): {e}; \
+             lower ctx-size or --nn-max-workers"
+        ))
+    })
+}
