@@ -12,8 +12,11 @@ bash "$ROOT/scripts/build.sh"
 . "$ROOT/scripts/env.sh"
 cd "$ROOT"
 drop_dangling_lib_links
-cargo build --release --locked -p e2e --bin llama-batched
+# Built as the tests build it (the same features, so the same build of llama.cpp as the
+# plugin's), and run with that build's libraries.
+cargo test --no-run --release --locked --workspace --exclude wasmedge-nn-whisper --exclude whisper-native
 native=$CARGO_TARGET_DIR/release/llama-batched
+export LD_LIBRARY_PATH=$(cat "$CARGO_TARGET_DIR/plugin-llama-build")/lib
 runs=${BENCH_RUNS:-3} tokens=${BENCH_TOKENS:-64} threads=${BENCH_THREADS:-2}
 streams=${BENCH_STREAMS:-1 2 4 8 16}
 out=$(mktemp -d)
@@ -26,14 +29,15 @@ for model in SmolLM2-135M-Instruct.Q4_1.gguf gemma-3-270m-q4_k_m.gguf; do
     for r in $(seq "$runs"); do
       # The two sides in turns, so drift in the machine's speed falls on both.
       echo "[bench-batch] $model, $n streams, run $r" >&2
-      wasmedge --dir .:. --nn-preload "m:GGML:AUTO:test-models/$model" "$GUEST_DIR/bench-batch.wasm" \
-        m "$n" "$tokens" "$threads" > "$out/plugin-$model-$n-$r"
+      # As many slots as streams, as the native side has sequences.
+      wasmedge --dir .:. --nn-slots "$n" --nn-preload "m:GGML:AUTO:test-models/$model" \
+        "$GUEST_DIR/bench-batch.wasm" m "$n" "$tokens" "$threads" > "$out/plugin-$model-$n-$r"
       "$native" "test-models/$model" "$n" "$tokens" "$threads" > "$out/native-$model-$n-$r"
     done
   done
   for r in $(seq "$runs"); do
-    wasmedge --dir .:. --nn-preload "m:GGML:AUTO:test-models/$model" "$GUEST_DIR/bench-batch.wasm" \
-      m 8 "$tokens" "$threads" late > "$out/late-$model-$r"
+    wasmedge --dir .:. --nn-slots 8 --nn-preload "m:GGML:AUTO:test-models/$model" \
+      "$GUEST_DIR/bench-batch.wasm" m 8 "$tokens" "$threads" late > "$out/late-$model-$r"
   done
 done
 # Peak memory: one guest, a context per request, never finalized.

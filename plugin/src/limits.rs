@@ -25,6 +25,7 @@ pub const MAX_CTX_SIZE_ENV: &str = "WASMEDGE_NN_MAX_CTX_SIZE";
 pub const MAX_INPUT_MIB_ENV: &str = "WASMEDGE_NN_MAX_INPUT_MIB";
 pub const MAX_SWAP_MIB_ENV: &str = "WASMEDGE_NN_MAX_SWAP_MIB";
 pub const SLOTS_ENV: &str = "WASMEDGE_NN_SLOTS";
+pub const DETERMINISTIC_ENV: &str = "WASMEDGE_NN_DETERMINISTIC";
 pub const DEFAULT_MAX_CONTEXTS: usize = 65_536;
 pub const DEFAULT_MAX_WORKERS: usize = 16;
 pub const DEFAULT_MAX_GRAPHS: usize = 16;
@@ -43,6 +44,11 @@ pub struct Limits {
     pub max_input_mib: usize,
     pub max_swap_mib: usize,
     pub slots: usize,
+    /// Decode every sequence in a `llama_decode` of its own, so a context's output never
+    /// depends on what else runs; off: sequences are batched (many times the throughput),
+    /// and a greedy answer can differ in the last bits where ggml's CPU kernels treat a
+    /// batch's rows together (README: "Batching and determinism").
+    pub deterministic: bool,
 }
 
 /// Caps given explicitly (on the command line); 0: not given.
@@ -55,6 +61,8 @@ pub struct Given {
     pub input_mib: u32,
     pub swap_mib: u32,
     pub slots: u32,
+    /// Non-zero: `--nn-deterministic` was given.
+    pub deterministic: u32,
 }
 
 static LIMITS: OnceLock<Limits> = OnceLock::new();
@@ -83,6 +91,8 @@ impl Limits {
             max_input_mib: pick(given.input_mib, MAX_INPUT_MIB_ENV, DEFAULT_MAX_INPUT_MIB),
             max_swap_mib: pick(given.swap_mib, MAX_SWAP_MIB_ENV, DEFAULT_MAX_SWAP_MIB),
             slots: pick(given.slots, SLOTS_ENV, DEFAULT_SLOTS).min(256),
+            deterministic: given.deterministic > 0
+                || std::env::var(DETERMINISTIC_ENV).is_ok_and(|v| !matches!(v.trim(), "" | "0" | "false" | "off")),
         }
     }
 }
@@ -188,7 +198,16 @@ mod tests {
 
     #[test]
     fn explicit_values_win() {
-        let given = Given { contexts: 3, workers: 5, graphs: 2, ctx_size: 512, input_mib: 1, swap_mib: 7, slots: 8 };
+        let given = Given {
+            contexts: 3,
+            workers: 5,
+            graphs: 2,
+            ctx_size: 512,
+            input_mib: 1,
+            swap_mib: 7,
+            slots: 8,
+            deterministic: 1,
+        };
         assert_eq!(
             Limits::resolve(given),
             Limits {
@@ -198,7 +217,8 @@ mod tests {
                 max_ctx_size: 512,
                 max_input_mib: 1,
                 max_swap_mib: 7,
-                slots: 8
+                slots: 8,
+                deterministic: true
             }
         );
     }

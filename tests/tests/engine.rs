@@ -47,3 +47,44 @@ fn unload_and_the_guest_s_end_cut_batched_streams_cleanly() {
     assert_eq!(labelled(&cut, "alone_0"), labelled(&plain, "alone_0"));
     assert_eq!(labelled(&cut, "ending"), "8 streams running");
 }
+
+/// A prompt of about 1,000 tokens (a fixed pseudo-random text): long enough that a lone
+/// token's attention takes ggml's split-KV path, which a batch of tokens does not.
+fn long_prompt() -> String {
+    let words = ["the", "ship", "sea", "storm", "light", "keeper", "night", "wave", "rock", "island", "boat", "wind"];
+    let mut x: u32 = 12345;
+    let text: Vec<&str> = (0..700)
+        .map(|_| {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            words[(x >> 16) as usize % words.len()]
+        })
+        .collect();
+    format!(
+        "<|im_start|>system\n{}<|im_end|>\n<|im_start|>user\nWrite a story about a lighthouse keeper.<|im_end|>\n<|im_start|>assistant\n",
+        text.join(" ")
+    )
+}
+
+/// `--nn-deterministic 1`: every sequence is decoded on its own, so two streams of a long
+/// prompt advanced in turns each give exactly the text one stream alone gives, for both test
+/// models, whatever ggml's CPU kernels do with batches (README: "Batching and determinism").
+#[test]
+fn deterministic_mode_keeps_long_streams_equal_to_their_runs_alone() {
+    let prompt = long_prompt();
+    let config = r#"{"temp": 0, "n-predict": 32, "ctx-size": 2048}"#;
+    for model_file in [SMOLLM2, GEMMA3] {
+        let preload = ggml_preload("default", model_file);
+        let host = ["--nn-deterministic", "1", "--nn-preload", preload.as_str()];
+        let run = |args: &[&str]| {
+            let out = run_host(&[], &host, &guest("client"), args);
+            assert!(out.status.success(), "{model_file}: {args:?} failed");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let together = run(&["two-contexts", "default", &prompt, config, config]);
+        let alone = run(&["stream", "default", &prompt, config]);
+        let alone = labelled(&alone, "text");
+        assert_eq!(labelled(&together, "a"), alone, "{model_file}: the first of two streams");
+        assert_eq!(labelled(&together, "b"), alone, "{model_file}: the second of two streams");
+        assert!(alone.len() > 20, "{model_file}: too short an answer to show anything: {alone}");
+    }
+}

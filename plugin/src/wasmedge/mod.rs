@@ -166,8 +166,9 @@ unsafe extern "C" fn create_module(_: *const WasmEdge_ModuleDescriptor) -> *mut 
     let made = catch_unwind(|| {
         logging::init();
         let d = descriptor();
-        let [contexts, workers, graphs, ctx_size, input_mib, swap_mib, slots] = d.caps.map(|c| d.option_u32(c));
-        let given = limits::Given { contexts, workers, graphs, ctx_size, input_mib, swap_mib, slots };
+        let [contexts, workers, graphs, ctx_size, input_mib, swap_mib, slots, deterministic] =
+            d.caps.map(|c| d.option_u32(c));
+        let given = limits::Given { contexts, workers, graphs, ctx_size, input_mib, swap_mib, slots, deterministic };
         limits::set(limits::Limits::resolve(given));
         nn::init(crate::backend::builtin(), || {
             let args = command_line();
@@ -221,11 +222,11 @@ struct Descriptor {
     plugin: WasmEdge_PluginDescriptor,
     preload: *mut WasmEdge_String,
     /// Storage of the UInt32 options, in the order of [`CAPS`].
-    caps: [*mut u32; 7],
+    caps: [*mut u32; 8],
 }
 
 /// The cap options: name and description (NUL-terminated), in the order of `limits::Given`.
-const CAPS: [(&[u8], &[u8]); 7] = [
+const CAPS: [(&[u8], &[u8]); 8] = [
     (b"nn-max-contexts\0", b"Most WASI-NN execution contexts open at once (default 65536)\0"),
     (b"nn-max-workers\0", b"Most Whisper transcriptions streaming at once (default 16)\0"),
     (b"nn-max-graphs\0", b"Most WASI-NN graphs loaded with load at once (default 16)\0"),
@@ -233,6 +234,7 @@ const CAPS: [(&[u8], &[u8]); 7] = [
     (b"nn-max-input-mib\0", b"Largest input tensor in MiB (default 512)\0"),
     (b"nn-max-swap-mib\0", b"Most MiB of saved KV per model engine for idle WASI-NN contexts (default 256)\0"),
     (b"nn-slots\0", b"Sequences one model's engine decodes together, each a ctx-size of KV (default 4)\0"),
+    (b"nn-deterministic\0", b"1: decode each sequence alone, so no output depends on what else runs (default 0)\0"),
 ];
 // SAFETY: written once inside OnceLock::get_or_init; WasmEdge writes the option storage
 // while parsing the command line, before any module (and so any reader) exists.
@@ -287,7 +289,7 @@ fn descriptor() -> &'static Descriptor {
         let default: &'static WasmEdge_String =
             Box::leak(Box::new(WasmEdge_String { Length: 0, Buf: EMPTY.as_ptr() as *const c_char }));
         let preload: *mut WasmEdge_String = Box::leak(Box::new(WasmEdge_String { Length: 0, Buf: std::ptr::null() }));
-        let caps: [*mut u32; 7] = std::array::from_fn(|_| Box::leak(Box::new(0u32)) as *mut u32);
+        let caps: [*mut u32; 8] = std::array::from_fn(|_| Box::leak(Box::new(0u32)) as *mut u32);
         static ZERO: u32 = 0;
         let mut list = vec![WasmEdge_ProgramOption {
             Name: c"nn-preload".as_ptr(),

@@ -7,6 +7,12 @@
 //!
 //! Each slot is a llama.cpp sequence with its own KV stream of `ctx-size` cells (the cache is
 //! not unified), so a sequence's attention sees the cells a context of its own would.
+//!
+//! Whether a sequence's numbers depend on what it is batched with is up to ggml's CPU
+//! kernels: most compute each row alone, but some do not (weight repacking that multiplies
+//! rows in groups of four; flash attention, which splits a lone token's KV of 512 cells or
+//! more across threads but not a batch's). With `--nn-deterministic` every sequence is decoded
+//! on its own instead, as if it ran alone.
 
 use super::stream::Shared as StreamShared;
 use super::{Command, Inbox, Job};
@@ -214,7 +220,13 @@ impl Scheduler {
                 text.push(seq);
             }
         }
-        if !text.is_empty() {
+        if self.limits.deterministic {
+            // Each sequence in a llama_decode of its own: what it computes never depends on
+            // what else runs (see `Limits::deterministic`).
+            for seq in text {
+                self.decode(&[seq]);
+            }
+        } else if !text.is_empty() {
             self.decode(&text);
         }
         true
