@@ -41,9 +41,9 @@ for model in SmolLM2-135M-Instruct.Q4_1.gguf gemma-3-270m-q4_k_m.gguf; do
   done
 done
 # Peak memory: one guest, a context per request, never finalized.
-sh -c 'exec "$0" --dir .:. --dir "/hostproc:/proc/$$" "$@"' "$WASMEDGE_PREFIX/bin/wasmedge" \
+WASMEDGE_PLUGIN_PATH="$PLUGIN_DIR" sh -c 'exec "$0" --dir .:. --dir "/hostproc:/proc/$$" "$@"' "$WASMEDGE_PREFIX/bin/wasmedge" \
   --nn-preload m:GGML:AUTO:test-models/SmolLM2-135M-Instruct.Q4_1.gguf "$GUEST_DIR/contexts.wasm" m 1000 1 64 1000 \
-  > "$out/contexts" 2>/dev/null || true
+  > "$out/contexts"
 mkdir -p bench-results
 python3 - "$out" "$runs" "$tokens" "$threads" "$streams" <<'PY'
 import json, os, statistics, sys

@@ -361,6 +361,7 @@ fn run_batched(
     let ttft = start.elapsed().as_secs_f64() * 1e3;
     let mut pos: Vec<i32> = tokenized.iter().map(|t| t.len() as i32).collect();
     for _ in 1..n_tokens {
+        let step = std::time::Instant::now();
         batch.clear();
         for s in 0..n {
             batch.add(next[s], pos[s], &[s as i32], true).unwrap();
@@ -370,6 +371,9 @@ fn run_batched(
         for s in 0..n {
             next[s] = samplers[s].sample(&ctx, s as i32);
             model.vocab().token_to_piece_into(next[s], &mut texts[s], true, None);
+        }
+        if std::env::var_os("NATIVE_STEPS").is_some() {
+            eprintln!("step of {n}: {:.2} ms", step.elapsed().as_secs_f64() * 1e3);
         }
     }
     (ttft, start.elapsed().as_secs_f64() * 1e3, texts)

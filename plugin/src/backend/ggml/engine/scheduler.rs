@@ -53,9 +53,11 @@ static CONTEXT_CREATION: Mutex<()> = Mutex::new(());
 /// never matches them.
 const NOT_A_TOKEN: LlamaToken = LlamaToken(-1);
 
-/// The llama.cpp context.
+/// The llama.cpp context, and the batch the loop fills for it (kept: llama.cpp's batch makes
+/// an allocation per token it can hold).
 struct Llama {
     cell: ModelContext,
+    batch: LlamaBatch<'static>,
 }
 
 /// A sequence, as the scheduler keeps it.
@@ -189,7 +191,7 @@ impl Scheduler {
                     if let Some(slot) = record.slot {
                         self.slots[slot] = None;
                         if let Some(llama) = &mut self.llama {
-                            forget(llama, slot, 0);
+                            forget(&mut llama.cell, slot, 0);
                         }
                     }
                     if let Some(saved) = record.saved {
@@ -220,6 +222,10 @@ impl Scheduler {
                 text.push(seq);
             }
         }
+        // In slot order: llama.cpp splits a batch of several KV streams into micro-batches
+        // of consecutive sequence ids, so out of order, one step would cost two passes
+        // over the weights.
+        text.sort_unstable_by_key(|seq| self.records[seq].slot);
         if self.limits.deterministic {
             // Each sequence in a llama_decode of its own: what it computes never depends on
             // what else runs (see `Limits::deterministic`).
@@ -302,7 +308,8 @@ impl Scheduler {
             self.options.threads,
             cell.borrow_dependent().n_batch()
         );
-        self.llama = Some(Llama { cell });
+        let batch = LlamaBatch::new(cell.borrow_dependent().n_batch() as usize, 1);
+        self.llama = Some(Llama { cell, batch });
         self.slots = vec![None; slots];
         Ok(())
     }
@@ -331,13 +338,13 @@ impl Scheduler {
         let record = self.records.get_mut(&seq).expect("a runnable sequence");
         self.slots[slot] = Some(seq);
         record.slot = Some(slot);
-        forget(llama, slot, 0);
+        forget(&mut llama.cell, slot, 0);
         if let Some(saved) = record.saved.take() {
             self.saved_bytes -= saved.byte_len();
             let restored = llama.cell.with_dependent_mut(|_, ctx| ctx.state_seq_set(&saved, slot as i32));
             if let Err(e) = restored {
                 log::warn!("a sequence's saved KV could not be restored ({e}); its tokens are evaluated again");
-                forget(llama, slot, 0);
+                forget(&mut llama.cell, slot, 0);
                 record.cached = Vec::new();
                 if matches!(record.active.as_ref().map(|a| &a.phase), Some(Phase::Generate)) {
                     let active = record.active.take().expect("matched");
@@ -380,7 +387,7 @@ impl Scheduler {
                 }
             }
         }
-        forget(llama, slot, 0);
+        forget(&mut llama.cell, slot, 0);
         self.keep_budget();
     }
 
@@ -421,7 +428,8 @@ impl Scheduler {
         *tick += 1;
         let n_batch = llama.cell.borrow_dependent().n_batch() as usize;
         let n_ubatch = llama.cell.borrow_dependent().n_ubatch() as usize;
-        let mut batch = LlamaBatch::new(n_batch, 1);
+        let batch = &mut llama.batch;
+        batch.clear();
         let mut entries = Vec::with_capacity(seqs.len());
         // Generating sequences first (one token each), then prompts in the room left.
         let generating = seqs.iter().filter(|s| matches!(records[s].active.as_ref().unwrap().phase, Phase::Generate));
@@ -451,7 +459,7 @@ impl Scheduler {
                         None => {
                             // The first chunk: keep what the KV shares with this prompt.
                             let keep = shared_prefix(&record.cached, tokens);
-                            let keep = if forget(llama, slot as usize, keep) { keep } else { 0 };
+                            let keep = if forget(&mut llama.cell, slot as usize, keep) { keep } else { 0 };
                             record.cached.truncate(keep);
                             *reused = keep;
                             *next = Some(keep);
@@ -483,7 +491,15 @@ impl Scheduler {
         } else {
             let threads = if batch_tokens > 1 { options.threads_batch } else { options.threads };
             let _cores = crate::cores::cpu().acquire(threads as usize);
-            llama.cell.with_dependent_mut(|_, ctx| ctx.decode(&mut batch))
+            let started = std::time::Instant::now();
+            let decoded = llama.cell.with_dependent_mut(|_, ctx| ctx.decode(batch));
+            log::trace!(
+                "decoded {batch_tokens} tokens of {} sequences in {:.2} ms (slots {:?})",
+                seqs.len(),
+                started.elapsed().as_secs_f64() * 1e3,
+                seqs.iter().map(|s| records[s].slot).collect::<Vec<_>>()
+            );
+            decoded
         };
         if let Err(e) = decoded {
             let e = decode_error(e);
@@ -493,7 +509,7 @@ impl Scheduler {
                     Entry::Token { seq, .. } | Entry::Prompt { seq, .. } => seq,
                 };
                 let record = records.get_mut(&seq).expect("in the batch");
-                forget(llama, record.slot.expect("placed"), 0);
+                forget(&mut llama.cell, record.slot.expect("placed"), 0);
                 record.cached.clear();
                 if let Some(active) = record.active.take() {
                     active.stream.finish(Err(e.clone()), active.generation.metrics());
@@ -547,7 +563,7 @@ impl Scheduler {
         let slot = record.slot.expect("placed");
         let active = record.active.as_mut().expect("runnable");
         let Phase::Media { chunks, vision } = &active.phase else { unreachable!() };
-        forget(llama, slot, 0);
+        forget(&mut llama.cell, slot, 0);
         record.cached.clear();
         let n_batch = llama.cell.borrow_dependent().n_batch() as i32;
         let threads = self.options.threads_batch as usize;
@@ -564,7 +580,7 @@ impl Scheduler {
                 llama.cell.with_dependent_mut(|m, ctx| active.generation.sample(m, ctx, -1, piece))
             }
             Err(e) => {
-                forget(llama, slot, 0);
+                forget(&mut llama.cell, slot, 0);
                 record.cached.clear();
                 Err(NnError::runtime(format!("llama.cpp failed to evaluate the images and prompt: {e}")))
             }
@@ -589,7 +605,7 @@ impl Scheduler {
         let record = self.records.get_mut(&seq).expect("made above");
         let slot = record.slot.expect("placed above");
         record.cached.clear();
-        forget(llama, slot, 0);
+        forget(&mut llama.cell, slot, 0);
         let n_batch = llama.cell.borrow_dependent().n_batch() as usize;
         if tokens.len() > n_batch {
             return Err(NnError::new(
@@ -619,7 +635,7 @@ impl Scheduler {
             };
             Ok(embedding.to_vec())
         });
-        forget(llama, slot, 0);
+        forget(&mut llama.cell, slot, 0);
         result
     }
 }
@@ -664,8 +680,8 @@ fn shared_prefix(cached: &[LlamaToken], prompt: &[LlamaToken]) -> usize {
 ///
 /// Only the cells' bookkeeping goes: emptied cells are masked out of attention, so nothing
 /// needs their data zeroed.
-fn forget(llama: &mut Llama, slot: usize, from: usize) -> bool {
-    llama.cell.with_dependent_mut(|_, ctx| {
+fn forget(cell: &mut ModelContext, slot: usize, from: usize) -> bool {
+    cell.with_dependent_mut(|_, ctx| {
         let seq = slot as i32;
         if u32::try_from(from).is_ok_and(|from| ctx.kv_cache_seq_rm(seq, Some(from), None).is_ok()) {
             return true;
