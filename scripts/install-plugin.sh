@@ -75,8 +75,11 @@ NOT_FOUND=8
 
 # 0 when the WasmEdge answers with this plugin without WASMEDGE_PLUGIN_PATH.
 check() {
-  local tmp rc=0
-  env -u WASMEDGE_PLUGIN_PATH "$WASMEDGE" --help 2>&1 | grep -q -- '--nn-preload' || return 1
+  local tmp help rc=0
+  # (Read whole: `| grep -q` would quit at the first match, and under pipefail the SIGPIPE
+  # of a wasmedge still writing its help fails the check by chance.)
+  help=$(env -u WASMEDGE_PLUGIN_PATH "$WASMEDGE" --help 2>&1) || true
+  [[ $help == *--nn-preload* ]] || return 1
   tmp=$(mktemp -d)
   # shellcheck disable=SC2059 # the format is the module's bytes, as \xHH escapes
   printf "$(sed 's/../\\x&/g' <<< "$CHECK_WASM")" > "$tmp/check.wasm"
