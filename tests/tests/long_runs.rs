@@ -4,7 +4,8 @@ use e2e::{guest, labelled};
 
 /// 1000 times load (bytes) → init → set_input → compute → get_output → finalize → unload of
 /// the tiny model, in one `wasmedge` process: every answer equals the first, and the host's
-/// resident memory after the warm-up (100 cycles) grows by less than 2%.
+/// resident memory, read after `unload` (which hands freed memory back before it returns),
+/// grows from cycle 100 to the end by less than a margin derived from the model's size.
 #[test]
 fn a_thousand_graph_lifetimes_leave_nothing_behind() {
     let (cycles, every) = (1000, 50);
@@ -21,10 +22,20 @@ fn a_thousand_graph_lifetimes_leave_nothing_behind() {
     // transient allocation).
     let mut last = [rss(cycles - 2 * every), rss(cycles - every), rss(cycles)];
     last.sort_by(f64::total_cmp);
-    let growth = last[1] / warm - 1.0;
+    let growth = last[1] - warm;
     let readings: Vec<f64> = (1..=cycles / every).map(|k| rss(k * every) / 1024.0).collect();
-    println!("RSS (MiB) every {every} cycles: {readings:.1?}; growth after warm-up {:.2}%", growth * 100.0);
-    assert!(growth < 0.02, "RSS grew by {:.2}% from cycle 100 to {cycles}", growth * 100.0);
+    // A cycle's own allocations start with the model's bytes (copied into an in-memory file,
+    // then loaded): a leak of even 1/32 of them per cycle adds the margin over 900 cycles.
+    // The heap's plateau steps stay under it (up to 2.8 MiB measured, once, after cycle 400).
+    let model_kib =
+        std::fs::metadata(e2e::root().join("test-models/tiny/tiny-llama.gguf")).unwrap().len() as f64 / 1024.0;
+    let margin = 32.0 * model_kib;
+    println!(
+        "RSS (MiB) every {every} cycles: {readings:.1?}; growth after warm-up {:.2} MiB (margin {:.2} MiB)",
+        growth / 1024.0,
+        margin / 1024.0
+    );
+    assert!(growth < margin, "RSS grew by {:.2} MiB from cycle 100 to {cycles}", growth / 1024.0);
 }
 
 /// The host's caps on graphs, ctx-size and input size, set on the command line and through
