@@ -170,19 +170,24 @@ fn speech_and_text_models_share_one_process_without_growing_it() {
     let highest = |r: &[f64]| r.iter().copied().fold(0.0, f64::max);
     let (busy_early, busy_late) = (highest(&busy[..10]), highest(&busy[10..]));
     println!(
-        "RSS released after round 1: {:.1} MiB, after round 20: {:.1} MiB; busy, highest in rounds 1-10: {:.1} MiB, \
-         11-20: {:.1} MiB; margin {:.1} MiB (10% of the models' {:.1} MiB)",
+        "RSS released after round 1: {:.1} MiB, lowest after rounds 11-20: {:.1} MiB; busy, highest in rounds \
+         1-10: {:.1} MiB, 11-20: {:.1} MiB; margin {:.1} MiB (10% of the models' {:.1} MiB)",
         mib(released[0]),
-        mib(released[19]),
+        mib(released[10..].iter().copied().fold(f64::INFINITY, f64::min)),
         mib(busy_early),
         mib(busy_late),
         mib(margin),
         mib(models)
     );
+    // After a release the heap settles in one of a few states (measured: 365 MiB, or 21 MiB
+    // more when glibc cannot hand back an arena's top, in about a third of the rounds), so
+    // the last ten rounds' lowest reading is what is left for sure. A leak of a round's
+    // buffers raises every reading after it, the lowest too.
+    let settled = released[10..].iter().copied().fold(f64::INFINITY, f64::min);
     assert!(
-        released[19] - released[0] < margin,
+        settled - released[0] < margin,
         "released RSS grew by {:.1} MiB over 20 rounds (margin {:.1} MiB): {released:?}",
-        mib(released[19] - released[0]),
+        mib(settled - released[0]),
         mib(margin)
     );
     assert!(busy_late - busy_early < margin, "busy RSS crept up: {busy:?}");
