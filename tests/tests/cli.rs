@@ -141,11 +141,17 @@ fn guest_without_memory_gets_missing_memory() {
 /// Contexts of one graph, advanced in turn token by token, produce exactly the streams each
 /// produces alone, though the engine decodes them together: 2 streams, 8 streams in 8 slots
 /// (tokens decoded in batches of 8), and 8 streams in the default 4 slots (batches of 4, the
-/// streams taking turns in the slots, their KV copied out and back).
+/// streams taking turns in the slots, their KV copied out and back). Every prompt is
+/// evaluated ahead as it is given; computed last to first (`reverse`), with fewer slots than
+/// streams, the first contexts' prompts evaluated ahead are taken back when later contexts
+/// need their slots, and evaluated again when their own turn comes.
 #[test]
 fn interleaved_contexts_do_not_interfere() {
-    for (n, slots) in [("2", "4"), ("8", "8"), ("8", "4")] {
-        let stdout = run_test_guest_with(&[], &["--nn-slots", slots], "interleave", &[n]);
+    for (n, slots, order) in
+        [("2", "4", ""), ("8", "8", ""), ("8", "4", ""), ("8", "4", "reverse"), ("3", "1", "reverse")]
+    {
+        let args: Vec<&str> = [n, order].into_iter().filter(|a| !a.is_empty()).collect();
+        let stdout = run_test_guest_with(&[], &["--nn-slots", slots], "interleave", &args);
         let stream = |label: String| labelled(&stdout, &label);
         let (n, slots): (usize, usize) = (n.parse().unwrap(), slots.parse().unwrap());
         for i in 0..n {

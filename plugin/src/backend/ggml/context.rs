@@ -76,7 +76,7 @@ impl GgmlContext {
     }
 
     /// This context's sequence in the engine for its current options.
-    fn sequence(&mut self) -> NnResult<&Sequence> {
+    fn sequence(&mut self) -> NnResult<&mut Sequence> {
         let key = super::engine::EngineKey::of(&self.options);
         if self.sequence.as_ref().is_some_and(|s| s.engine().key() != key) {
             self.sequence = None;
@@ -84,7 +84,7 @@ impl GgmlContext {
         if self.sequence.is_none() {
             self.sequence = Some(self.graph.engine(&self.options)?.sequence());
         }
-        Ok(self.sequence.as_ref().expect("made above"))
+        Ok(self.sequence.as_mut().expect("made above"))
     }
 
     /// Start a generation of the current prompt in the engine (the output starts empty).
@@ -138,6 +138,21 @@ impl GgmlContext {
         self.input_tokens = chunks.total_tokens();
         log::debug!("prompt with {} images: {} tokens", media.images.len(), self.input_tokens);
         Ok(Prompt::Media { chunks, vision })
+    }
+
+    /// Start evaluating a text prompt as soon as it is given: prompts given to several
+    /// contexts one after another are then evaluated together, and a generation that starts
+    /// later finds the work done (or under way). Nothing here fails the call: what is wrong
+    /// with the prompt is reported by the computation.
+    fn prefill(&mut self) {
+        let text_only = !self.options.embedding && self.options.image.is_none() && self.images.is_empty();
+        if !text_only || self.prompt.len() + 4 > self.options.ctx_size as usize {
+            return;
+        }
+        let tokens = self.prompt.clone();
+        if let Ok(sequence) = self.sequence() {
+            sequence.prefill(tokens);
+        }
     }
 
     fn reset_output(&mut self) {
@@ -271,6 +286,7 @@ impl ExecutionContext for GgmlContext {
         self.prompt_text = String::from_utf8_lossy(text).into_owned();
         self.input_tokens = self.prompt.len();
         log::debug!("prompt: {} bytes, {} tokens", text.len(), self.prompt.len());
+        self.prefill();
         Ok(())
     }
 

@@ -11,6 +11,8 @@ use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::mtmd::MtmdInputChunks;
 use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::data::LlamaTokenData;
+use llama_cpp_2::token::data_array::LlamaTokenDataArray;
 use llama_cpp_2::token::LlamaToken;
 use std::sync::Arc;
 use std::time::Instant;
@@ -133,10 +135,21 @@ impl Generation {
 
     /// The prompt is in the KV cache: `evaluated` tokens were computed, `reused` kept.
     pub fn prompt_done(&mut self, evaluated: usize, reused: usize) {
+        let ms = self.prompt_started.elapsed().as_secs_f64() * 1e3;
+        self.prompt_done_in(evaluated, reused, ms);
+    }
+
+    /// [`Self::prompt_done`] for a prompt evaluated ahead, in `ms`.
+    pub fn prompt_done_in(&mut self, evaluated: usize, reused: usize, ms: f64) {
         self.metrics.prompt_evaluated = evaluated;
         self.metrics.prompt_reused = reused;
-        self.metrics.prompt_ms = self.prompt_started.elapsed().as_secs_f64() * 1e3;
+        self.metrics.prompt_ms = ms;
         self.generation_started = Instant::now();
+    }
+
+    /// The prompt's evaluation began at `at` (before the generation was asked for).
+    pub fn prompt_began(&mut self, at: Instant) {
+        self.prompt_started = at;
     }
 
     /// Whether the next step can only end the generation (`n-predict` tokens are out).
@@ -170,6 +183,33 @@ impl Generation {
             return Ok(Some(self.end(End::Limit)));
         }
         let token = self.sampler.sample(ctx, idx);
+        self.drawn(model, token, piece)
+    }
+
+    /// [`Self::sample`] from logits kept apart from the context (a prompt evaluated ahead of
+    /// its generation): the same sampler over the same numbers, so the same token.
+    pub fn sample_logits(&mut self, model: &LlamaModel, logits: &[f32], piece: &mut Vec<u8>) -> NnResult<Option<End>> {
+        if let Some(end) = self.ended {
+            return Ok(Some(end));
+        }
+        if self.at_limit() {
+            return Ok(Some(self.end(End::Limit)));
+        }
+        // As llama.cpp's `llama_sampler_sample` does with a context's logits.
+        let mut candidates = LlamaTokenDataArray::from_iter(
+            logits.iter().enumerate().map(|(id, &logit)| LlamaTokenData::new(LlamaToken(id as i32), logit, 0.0)),
+            false,
+        );
+        candidates.apply_sampler(&mut self.sampler);
+        let token = candidates
+            .selected_token()
+            .ok_or_else(|| crate::error::NnError::runtime("the sampler selected no token"))?;
+        self.sampler.accept(token);
+        self.drawn(model, token, piece)
+    }
+
+    /// `token` was drawn: it ends the generation, or its bytes go to `piece`.
+    fn drawn(&mut self, model: &LlamaModel, token: LlamaToken, piece: &mut Vec<u8>) -> NnResult<Option<End>> {
         if model.vocab().is_eog(token) && !self.ignore_eos {
             return Ok(Some(self.end(End::EndOfGeneration)));
         }

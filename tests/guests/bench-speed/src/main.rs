@@ -139,8 +139,9 @@ fn serve_gen(name: &str, prompt: &str, tokens: usize, threads: u32, load_config:
                 println!("stream_token_ms: {:.4}", median(stream_steps(&mut ctx, &mut buf)));
             }
             "decode" => {
-                ctx.set_input(0, TensorType::U8, &[1], prompt.as_bytes()).expect("prompt");
+                // From before the prompt is given: the engine starts evaluating it then.
                 let t = Instant::now();
+                ctx.set_input(0, TensorType::U8, &[1], prompt.as_bytes()).expect("prompt");
                 ctx.compute().expect("compute");
                 let compute_ms = ms(t);
                 let meta = String::from_utf8(out(&ctx, 1)).unwrap();

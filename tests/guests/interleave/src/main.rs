@@ -4,7 +4,11 @@
 //! most tokens any of the interleaved tokens after the first was decoded with in one batch
 //! (output 1's `batch_tokens`).
 //!
-//!     wasmedge --nn-preload default:GGML:AUTO:model.gguf interleave.wasm default [N]
+//!     wasmedge --nn-preload default:GGML:AUTO:model.gguf interleave.wasm default [N] [reverse]
+//!
+//! With `reverse`, each round advances the streams last to first: the contexts given their
+//! prompts last are computed first, so prompts the engine evaluated ahead for the others
+//! are taken back when their slots are needed.
 //!
 //! With `cut` after N: N streams are started and given 3 tokens each, then the graph is
 //! unloaded under them (`after_unload: CODE` for a context of it), loaded again and asked the
@@ -101,9 +105,11 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let name = args.next().unwrap_or_else(|| "default".into());
     let n: usize = args.next().map_or(2, |n| n.parse().expect("N"));
-    if args.next().as_deref() == Some("cut") {
+    let mode = args.next();
+    if mode.as_deref() == Some("cut") {
         return cut(&name, n);
     }
+    let order: Vec<usize> = if mode.as_deref() == Some("reverse") { (0..n).rev().collect() } else { (0..n).collect() };
     let graph = GraphBuilder::new(GraphEncoding::Ggml, ExecutionTarget::AUTO).build_from_cache(&name).expect("load");
     let questions = || QUESTIONS.iter().cycle().take(n);
 
@@ -112,7 +118,7 @@ fn main() {
     let mut done = vec![false; n];
     let mut batched = 0;
     while !done.iter().all(|d| *d) {
-        for i in 0..n {
+        for &i in &order {
             if !done[i] {
                 match next(&mut ctxs[i]) {
                     Some(t) => {

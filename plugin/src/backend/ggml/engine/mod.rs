@@ -11,6 +11,15 @@
 //! it the oldest idle sequences keep only their tokens and evaluate them again when used.
 //! Memory is bounded by slots and that budget, not by open contexts.
 //!
+//! A text prompt is evaluated as soon as its context is given it (`set_input`), not when the
+//! context asks for the generation: a guest that gives several contexts their prompts and
+//! then streams them in turn (`compute_single` waits for a stream's first token) would
+//! otherwise hand the engine one prompt per step. The logits of the prompt's last token are
+//! kept, and the generation's first token is drawn from them on the context's own thread, so
+//! it does not wait for the scheduler's step either. Such a prefill runs after every
+//! generation's work in a step, and only in a slot that is free or an idle context's; one
+//! that no generation took yet is rolled back when its slot is needed.
+//!
 //! Module map: [`stream`] is the token queue between a generation and its guest;
 //! [`scheduler`] owns the llama.cpp context, the slots and the batching loop.
 
@@ -19,7 +28,7 @@ mod stream;
 
 pub use stream::{Next, Stream};
 
-use super::generation::Prompt;
+use super::generation::{Generation, Prompt};
 use super::options::Options;
 use crate::error::{NnError, NnResult};
 use llama_cpp_2::model::LlamaModel;
@@ -57,8 +66,28 @@ impl EngineKey {
 
 /// What a context asks of the engine.
 enum Job {
-    Generate { prompt: Prompt, options: Box<Options>, stream: Arc<stream::Shared> },
-    Embed { tokens: Vec<LlamaToken>, reply: std::sync::mpsc::SyncSender<NnResult<Vec<f32>>> },
+    Generate {
+        prompt: Prompt,
+        options: Box<Options>,
+        stream: Arc<stream::Shared>,
+    },
+    /// Evaluate a text prompt ahead of its generation (see [`Sequence::prefill`]).
+    Prefill {
+        tokens: Vec<LlamaToken>,
+        serial: u64,
+        ahead: Arc<Ahead>,
+    },
+    /// Go on with a generation whose prompt was evaluated ahead and whose first token its
+    /// context drew (`None`: it ended there).
+    Resume {
+        generation: Option<Box<Generation>>,
+        ctx_size: usize,
+        stream: Arc<stream::Shared>,
+    },
+    Embed {
+        tokens: Vec<LlamaToken>,
+        reply: std::sync::mpsc::SyncSender<NnResult<Vec<f32>>>,
+    },
 }
 
 enum Command {
@@ -113,8 +142,77 @@ impl Inbox {
     }
 }
 
+/// A prompt evaluated ahead of its generation, once evaluated: the logits of its last token,
+/// which the generation's first token is drawn from, and what the evaluation cost.
+struct Ready {
+    /// Which of its context's prefills this is.
+    serial: u64,
+    logits: Vec<f32>,
+    evaluated: usize,
+    reused: usize,
+    ms: f64,
+    batch_tokens: usize,
+}
+
+#[derive(Default)]
+enum AheadState {
+    #[default]
+    Empty,
+    Ready(Ready),
+    /// Its context took it to start a generation: the scheduler keeps the prompt's KV.
+    Claimed,
+}
+
+/// What the scheduler and a context share of the prompt evaluated ahead for it: the scheduler
+/// leaves the result here, and the context takes it when its generation starts, without
+/// waiting for the scheduler's next step.
+#[derive(Default)]
+struct Ahead(Mutex<AheadState>);
+
+impl Ahead {
+    fn lock(&self) -> MutexGuard<'_, AheadState> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Take prefill `serial`'s result to start a generation from.
+    fn claim(&self, serial: u64) -> Option<Ready> {
+        let mut state = self.lock();
+        match std::mem::take(&mut *state) {
+            AheadState::Ready(ready) if ready.serial == serial => {
+                *state = AheadState::Claimed;
+                Some(ready)
+            }
+            other => {
+                *state = other;
+                None
+            }
+        }
+    }
+
+    /// The prefill's result, for its context to take.
+    fn publish(&self, ready: Ready) {
+        *self.lock() = AheadState::Ready(ready);
+    }
+
+    /// Nothing is kept here any more (the scheduler has the generation).
+    fn clear(&self) {
+        *self.lock() = AheadState::Empty;
+    }
+
+    /// Take the result back (its KV is about to go); false when a context has claimed it.
+    fn withdraw(&self) -> bool {
+        let mut state = self.lock();
+        if matches!(*state, AheadState::Claimed) {
+            return false;
+        }
+        *state = AheadState::Empty;
+        true
+    }
+}
+
 /// One engine: its scheduler runs on a computing thread until the engine is dropped.
 pub struct Engine {
+    model: Arc<LlamaModel>,
     inbox: Arc<Inbox>,
     key: EngineKey,
     /// Answers when the scheduler has ended (and freed its llama.cpp context).
@@ -129,10 +227,10 @@ impl Engine {
     pub fn start(model: Arc<LlamaModel>, options: &Options) -> NnResult<Arc<Self>> {
         let inbox = Arc::new(Inbox { state: Mutex::default(), wake: Condvar::new() });
         let key = EngineKey::of(options);
-        let scheduler = scheduler::Scheduler::new(model, options.clone(), inbox.clone(), crate::limits::get());
+        let scheduler = scheduler::Scheduler::new(model.clone(), options.clone(), inbox.clone(), crate::limits::get());
         let done = crate::compute_threads::spawn(move || scheduler.run())?;
         log::debug!("engine started: {key:?}");
-        Ok(Arc::new(Self { inbox, key, done: Mutex::new(Some(done)) }))
+        Ok(Arc::new(Self { model, inbox, key, done: Mutex::new(Some(done)) }))
     }
 
     pub fn key(&self) -> EngineKey {
@@ -141,7 +239,13 @@ impl Engine {
 
     /// A new sequence: a context's place in this engine (no slot yet).
     pub fn sequence(self: &Arc<Self>) -> Sequence {
-        Sequence { engine: self.clone(), id: NEXT_SEQUENCE.fetch_add(1, Ordering::Relaxed) }
+        Sequence {
+            engine: self.clone(),
+            id: NEXT_SEQUENCE.fetch_add(1, Ordering::Relaxed),
+            ahead: Arc::default(),
+            prefilled: None,
+            serial: 0,
+        }
     }
 }
 
@@ -165,6 +269,11 @@ impl Drop for Engine {
 pub struct Sequence {
     engine: Arc<Engine>,
     id: u64,
+    ahead: Arc<Ahead>,
+    /// The last prompt sent to be evaluated ahead (not yet used by a generation), and the
+    /// serial number of that prefill.
+    prefilled: Option<Vec<LlamaToken>>,
+    serial: u64,
 }
 
 impl Sequence {
@@ -175,11 +284,63 @@ impl Sequence {
     /// Generate from `prompt` with `options` (sampling, limits), at most `window` tokens
     /// ahead of the guest (`u32::MAX`: never waiting for it). A generation already running
     /// on this sequence is stopped first.
-    pub fn generate(&self, prompt: Prompt, options: &Options, window: u32) -> Stream {
+    pub fn generate(&mut self, prompt: Prompt, options: &Options, window: u32) -> Stream {
         let (stream, shared) = Stream::new(window, self.engine.inbox.clone());
-        let job = Job::Generate { prompt, options: Box::new(options.clone()), stream: shared };
+        let ready = match (&prompt, self.prefilled.take()) {
+            (Prompt::Tokens(tokens), Some(prefilled)) if *tokens == prefilled => self.ahead.claim(self.serial),
+            _ => None,
+        };
+        let job = match ready {
+            Some(ready) => self.first_token(ready, options, shared),
+            None => Job::Generate { prompt, options: Box::new(options.clone()), stream: shared },
+        };
         self.engine.inbox.send(Command::Start { seq: self.id, job });
         stream
+    }
+
+    /// The first token of a generation whose prompt was evaluated ahead, drawn here from the
+    /// logits kept (the same sampler over the same numbers as the scheduler would use), so
+    /// the guest has it without waiting for the scheduler's step; the scheduler goes on from
+    /// there.
+    fn first_token(&self, ready: Ready, options: &Options, stream: Arc<stream::Shared>) -> Job {
+        let ctx_size = options.ctx_size as usize;
+        let mut generation = match Generation::new(&self.engine.model, options) {
+            Ok(g) => g,
+            Err(e) => {
+                stream.finish(Err(e), Default::default());
+                return Job::Resume { generation: None, ctx_size, stream };
+            }
+        };
+        generation.prompt_done_in(ready.evaluated, ready.reused, ready.ms);
+        generation.set_batch_tokens(ready.batch_tokens);
+        let mut piece = Vec::with_capacity(16);
+        let generation = match generation.sample_logits(&self.engine.model, &ready.logits, &mut piece) {
+            Ok(None) => {
+                stream.push(&piece, generation.metrics());
+                Some(Box::new(generation))
+            }
+            Ok(Some(end)) => {
+                stream.finish(Ok(end), generation.metrics());
+                None
+            }
+            Err(e) => {
+                stream.finish(Err(e), generation.metrics());
+                None
+            }
+        };
+        Job::Resume { generation, ctx_size, stream }
+    }
+
+    /// Start evaluating the prompt `tokens` now, before a generation asks for it, at the
+    /// lowest priority and only in a slot that is free or held by an idle context. Prompts
+    /// given to several contexts one after another are then evaluated in one batch, and a
+    /// generation of exactly these tokens that starts later begins from the result: its first
+    /// token drawn from the logits kept, as it would have been right after the evaluation.
+    pub fn prefill(&mut self, tokens: Vec<LlamaToken>) {
+        self.serial += 1;
+        self.prefilled = Some(tokens.clone());
+        let job = Job::Prefill { tokens, serial: self.serial, ahead: self.ahead.clone() };
+        self.engine.inbox.send(Command::Start { seq: self.id, job });
     }
 
     /// The embedding of `tokens` (not normalised): pooled over the sequence, or the last

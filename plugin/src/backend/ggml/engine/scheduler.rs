@@ -15,7 +15,7 @@
 //! on its own instead, as if it ran alone.
 
 use super::stream::Shared as StreamShared;
-use super::{Command, Inbox, Job};
+use super::{Ahead, Command, Inbox, Job, Ready};
 use crate::abi::Errno;
 use crate::backend::ggml::generation::{End, Generation, Prompt};
 use crate::backend::ggml::options::Options;
@@ -33,6 +33,7 @@ use llama_cpp_2::DecodeError;
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 type Ctx<'model> = LlamaContext<'model>;
 
@@ -73,6 +74,32 @@ struct Record {
     /// When it was last in a batch (for least-recently-used eviction).
     last_used: u64,
     active: Option<Active>,
+    /// Its prompt evaluated ahead of a generation (never while `active` is set).
+    prefill: Option<Prefill>,
+}
+
+/// A prompt's evaluation, in chunks.
+struct PromptEval {
+    tokens: Vec<LlamaToken>,
+    /// The next token to evaluate (`None`: what the KV shares with the prompt not yet
+    /// worked out).
+    next: Option<usize>,
+    /// Tokens kept from the KV instead of evaluated.
+    reused: usize,
+}
+
+/// A text prompt evaluated ahead of its generation (`Sequence::prefill`): after every
+/// generation's work in a step, and only in a slot that was free or held by an idle context.
+struct Prefill {
+    eval: PromptEval,
+    serial: u64,
+    /// Where its result goes for its context.
+    ahead: Arc<Ahead>,
+    /// When it was asked for: prefills are batched in this order.
+    started: u64,
+    began: Instant,
+    /// Evaluated (its result left in `ahead`).
+    done: bool,
 }
 
 /// A generation in progress.
@@ -86,13 +113,8 @@ struct Active {
 }
 
 enum Phase {
-    /// Prompt tokens to evaluate, from `next` on (`None`: the reuse of the KV not yet
-    /// worked out).
-    Prompt {
-        tokens: Vec<LlamaToken>,
-        next: Option<usize>,
-        reused: usize,
-    },
+    /// Prompt tokens to evaluate.
+    Prompt(PromptEval),
     Media {
         chunks: MtmdInputChunks,
         vision: Arc<Vision>,
@@ -104,6 +126,77 @@ enum Phase {
 enum Entry {
     Token { seq: u64, token: LlamaToken, logits: Option<i32> },
     Prompt { seq: u64, count: usize, logits: Option<i32> },
+    Prefill { seq: u64, count: usize, logits: Option<i32> },
+}
+
+impl Entry {
+    fn seq(&self) -> u64 {
+        match *self {
+            Entry::Token { seq, .. } | Entry::Prompt { seq, .. } | Entry::Prefill { seq, .. } => seq,
+        }
+    }
+}
+
+impl PromptEval {
+    fn new(tokens: Vec<LlamaToken>) -> Self {
+        Self { tokens, next: None, reused: 0 }
+    }
+
+    /// Tokens evaluated rather than reused.
+    fn evaluated(&self) -> usize {
+        self.tokens.len() - self.reused
+    }
+
+    /// Add the next chunk, at most `room` tokens, to `batch` for `slot`; the first works out
+    /// what the KV (`cached`) shares with the prompt and drops the rest. The chunk's length
+    /// and, when it ends the prompt, the batch index of the last token's logits.
+    fn add_chunk(
+        &mut self,
+        cached: &mut Vec<LlamaToken>,
+        cell: &mut ModelContext,
+        slot: usize,
+        batch: &mut LlamaBatch,
+        room: &mut usize,
+    ) -> Option<(usize, Option<i32>)> {
+        let from = match self.next {
+            Some(from) => from,
+            None => {
+                let keep = shared_prefix(cached, &self.tokens);
+                let keep = if forget(cell, slot, keep) { keep } else { 0 };
+                cached.truncate(keep);
+                self.reused = keep;
+                self.next = Some(keep);
+                keep
+            }
+        };
+        if *room == 0 {
+            return None;
+        }
+        let count = (self.tokens.len() - from).min(*room);
+        *room -= count;
+        let last = from + count == self.tokens.len();
+        let mut logits = None;
+        for (i, &token) in self.tokens[from..from + count].iter().enumerate() {
+            let is_last = last && i + 1 == count;
+            if is_last {
+                logits = Some(batch.n_tokens());
+            }
+            let _ = batch.add(token, (from + i) as i32, &[slot as i32], is_last);
+        }
+        Some((count, logits))
+    }
+
+    /// The chunk of `count` tokens added last is in the KV.
+    fn chunk_done(&mut self, cached: &mut Vec<LlamaToken>, count: usize) {
+        let from = self.next.expect("set when the chunk was added");
+        cached.extend_from_slice(&self.tokens[from..from + count]);
+        self.next = Some(from + count);
+    }
+
+    /// Where the KV stood before this evaluation.
+    fn base(&self, cached: &[LlamaToken]) -> usize {
+        self.next.map_or(cached.len(), |_| self.reused)
+    }
 }
 
 pub struct Scheduler {
@@ -169,18 +262,72 @@ impl Scheduler {
         match command {
             Command::Start { seq, job: Job::Generate { prompt, options, stream } } => {
                 self.tick += 1;
-                let generation = match Generation::new(&self.model, &options) {
+                let mut generation = match Generation::new(&self.model, &options) {
                     Ok(g) => g,
                     Err(e) => return stream.finish(Err(e), Default::default()),
                 };
-                let phase = match prompt {
-                    Prompt::Tokens(tokens) => Phase::Prompt { tokens, next: None, reused: 0 },
-                    Prompt::Media { chunks, vision } => Phase::Media { chunks, vision },
+                let record = self.records.entry(seq).or_default();
+                let mut ready = None;
+                let phase = match (prompt, record.prefill.take()) {
+                    // The prompt evaluated ahead (its context did not take the result): go
+                    // on from where it is.
+                    (Prompt::Tokens(tokens), Some(p)) if p.eval.tokens == tokens => {
+                        generation.prompt_began(p.began);
+                        if p.done {
+                            ready = p.ahead.claim(p.serial);
+                            p.ahead.clear();
+                        }
+                        if let Some(r) = &ready {
+                            generation.prompt_done_in(r.evaluated, r.reused, r.ms);
+                        }
+                        Phase::Prompt(p.eval)
+                    }
+                    (prompt, prefill) => {
+                        // (What was evaluated ahead stays in the KV for prefix reuse.)
+                        if let Some(p) = prefill {
+                            p.ahead.clear();
+                        }
+                        match prompt {
+                            Prompt::Tokens(tokens) => Phase::Prompt(PromptEval::new(tokens)),
+                            Prompt::Media { chunks, vision } => Phase::Media { chunks, vision },
+                        }
+                    }
                 };
-                let active =
-                    Active { stream, phase, generation, ctx_size: options.ctx_size as usize, started: self.tick };
+                let ctx_size = options.ctx_size as usize;
                 // A generation still running on this sequence is replaced.
-                self.records.entry(seq).or_default().active = Some(active);
+                let active = record.active.insert(Active { stream, phase, generation, ctx_size, started: self.tick });
+                if let Some(ready) = ready {
+                    // Its first token, from the logits its evaluation left.
+                    let result = active.generation.sample_logits(&self.model, &ready.logits, &mut self.piece);
+                    settle(&mut self.records, seq, result, ready.batch_tokens, &self.piece);
+                }
+            }
+            Command::Start { seq, job: Job::Prefill { tokens, serial, ahead } } => {
+                self.tick += 1;
+                let record = self.records.entry(seq).or_default();
+                if record.active.as_ref().is_some_and(|a| !a.stream.stopped()) {
+                    // (New input ends a context's stream before it comes here.)
+                    return;
+                }
+                record.active = None;
+                ahead.clear();
+                // (A prompt evaluated ahead before stays in the KV for prefix reuse.)
+                let eval = PromptEval::new(tokens);
+                let started = self.tick;
+                record.prefill = Some(Prefill { eval, serial, ahead, started, began: Instant::now(), done: false });
+            }
+            Command::Start { seq, job: Job::Resume { generation, ctx_size, stream } } => {
+                self.tick += 1;
+                let record = self.records.entry(seq).or_default();
+                // Its prompt is in the KV (a claimed prefill is never rolled back).
+                if let Some(p) = record.prefill.take() {
+                    p.ahead.clear();
+                }
+                if let Some(generation) = generation {
+                    let started = self.tick;
+                    let generation = *generation;
+                    record.active = Some(Active { stream, phase: Phase::Generate, generation, ctx_size, started });
+                }
             }
             Command::Start { seq, job: Job::Embed { tokens, reply } } => {
                 let result = self.embed(seq, &tokens);
@@ -241,15 +388,21 @@ impl Scheduler {
     /// The sequences that can go on now, in the order they started; streams stopped by their
     /// guest and generations that ended without needing the model are settled on the way.
     fn runnable(&mut self) -> Vec<u64> {
-        let mut runnable: Vec<(u64, u64)> = Vec::new();
+        // Generations first, then prompts evaluated ahead.
+        let mut runnable: Vec<(bool, u64, u64)> = Vec::new();
         for (&seq, record) in &mut self.records {
-            let Some(active) = &mut record.active else { continue };
+            let Some(active) = &mut record.active else {
+                if let Some(p) = record.prefill.as_ref().filter(|p| !p.done) {
+                    runnable.push((true, p.started, seq));
+                }
+                continue;
+            };
             if active.stream.stopped() {
                 record.active = None;
                 continue;
             }
             match active.phase {
-                Phase::Prompt { .. } | Phase::Media { .. } => runnable.push((active.started, seq)),
+                Phase::Prompt(_) | Phase::Media { .. } => runnable.push((false, active.started, seq)),
                 Phase::Generate => {
                     if let Some(end) = active.generation.ended() {
                         // A reverse prompt ended it when its last token was drawn.
@@ -262,14 +415,14 @@ impl Scheduler {
                             active.stream.finish(Ok(end), active.generation.metrics());
                             record.active = None;
                         } else {
-                            runnable.push((active.started, seq));
+                            runnable.push((false, active.started, seq));
                         }
                     }
                 }
             }
         }
         runnable.sort_unstable();
-        runnable.into_iter().map(|(_, seq)| seq).collect()
+        runnable.into_iter().map(|(_, _, seq)| seq).collect()
     }
 
     /// Give the runnable sequences slots (taking idle sequences' slots as needed); those
@@ -289,7 +442,8 @@ impl Scheduler {
         for &seq in runnable {
             let has_slot = self.records[&seq].slot.is_some() || self.take_slot(seq, runnable);
             // (A generation whose KV was lost on the way in has ended.)
-            if has_slot && self.records[&seq].active.is_some() {
+            let record = &self.records[&seq];
+            if has_slot && (record.active.is_some() || record.prefill.is_some()) {
                 placed.push(seq);
             }
         }
@@ -315,9 +469,12 @@ impl Scheduler {
     }
 
     /// Give `seq` a slot: a free one, or the least recently used one whose sequence is not
-    /// running now. Its saved KV (if any) is copied in.
+    /// running now (for a prompt evaluated ahead: one whose context is idle). Its saved KV
+    /// (if any) is copied in.
     fn take_slot(&mut self, seq: u64, runnable: &[u64]) -> bool {
         let free = self.slots.iter().position(Option::is_none);
+        let ahead = self.records[&seq].active.is_none();
+        let idle = |r: &Record| r.active.is_none() && r.prefill.is_none();
         let slot = match free {
             Some(slot) => slot,
             None => {
@@ -326,6 +483,7 @@ impl Scheduler {
                     .iter()
                     .flatten()
                     .filter(|s| !runnable.contains(s))
+                    .filter(|s| !ahead || self.records.get(s).is_some_and(idle))
                     .min_by_key(|s| self.records.get(s).map_or(0, |r| r.last_used))
                     .copied();
                 let Some(victim) = victim else { return false };
@@ -371,6 +529,18 @@ impl Scheduler {
         let Some(record) = self.records.get_mut(&seq) else { return };
         let Some(slot) = record.slot.take() else { return };
         self.slots[slot] = None;
+        if record.prefill.as_ref().is_some_and(|p| p.ahead.withdraw()) {
+            // A prompt evaluated ahead that no generation has taken is rolled back: its
+            // generation evaluates it as it would have without it. (One that was taken stays:
+            // its generation goes on from it.)
+            let p = record.prefill.take().expect("just seen");
+            let base = p.eval.base(&record.cached);
+            if forget(&mut llama.cell, slot, base) {
+                record.cached.truncate(base);
+            } else {
+                record.cached.clear();
+            }
+        }
         if !record.cached.is_empty() {
             match llama.cell.borrow_dependent().state_seq_get(slot as i32, LlamaStateSeqFlags::empty()) {
                 Ok(state) => {
@@ -402,7 +572,7 @@ impl Scheduler {
             let oldest = self
                 .records
                 .iter()
-                .filter(|(_, r)| r.saved.is_some() && r.active.is_none())
+                .filter(|(_, r)| r.saved.is_some() && r.active.is_none() && r.prefill.is_none())
                 .min_by_key(|(_, r)| r.last_used)
                 .map(|(&s, _)| s);
             let Some(seq) = oldest else { break };
@@ -415,6 +585,7 @@ impl Scheduler {
 
     fn fail(&mut self, seq: u64, e: NnError) {
         if let Some(record) = self.records.get_mut(&seq) {
+            record.prefill = None;
             if let Some(active) = record.active.take() {
                 active.stream.finish(Err(e), active.generation.metrics());
             }
@@ -431,14 +602,24 @@ impl Scheduler {
         let batch = &mut llama.batch;
         batch.clear();
         let mut entries = Vec::with_capacity(seqs.len());
-        // Generating sequences first (one token each), then prompts in the room left.
-        let generating = seqs.iter().filter(|s| matches!(records[s].active.as_ref().unwrap().phase, Phase::Generate));
+        // Generating sequences first (one token each), then prompts in the room left (those
+        // evaluated ahead come last in `seqs`).
+        let generating =
+            seqs.iter().filter(|s| records[s].active.as_ref().is_some_and(|a| matches!(a.phase, Phase::Generate)));
         let mut prompt_room = n_ubatch.min(n_batch.saturating_sub(generating.count())).max(1);
         for &seq in seqs {
             let record = records.get_mut(&seq).expect("placed");
             let slot = record.slot.expect("placed") as i32;
-            let active = record.active.as_mut().expect("runnable");
             record.last_used = *tick;
+            let Some(active) = record.active.as_mut() else {
+                let p = record.prefill.as_mut().expect("runnable");
+                let chunk =
+                    p.eval.add_chunk(&mut record.cached, &mut llama.cell, slot as usize, batch, &mut prompt_room);
+                if let Some((count, logits)) = chunk {
+                    entries.push(Entry::Prefill { seq, count, logits });
+                }
+                continue;
+            };
             match &mut active.phase {
                 Phase::Generate => {
                     let Some(token) = active.generation.take_pending() else {
@@ -453,34 +634,12 @@ impl Scheduler {
                     }
                     entries.push(Entry::Token { seq, token, logits: logits.then_some(idx) });
                 }
-                Phase::Prompt { tokens, next, reused } => {
-                    let from = match *next {
-                        Some(from) => from,
-                        None => {
-                            // The first chunk: keep what the KV shares with this prompt.
-                            let keep = shared_prefix(&record.cached, tokens);
-                            let keep = if forget(&mut llama.cell, slot as usize, keep) { keep } else { 0 };
-                            record.cached.truncate(keep);
-                            *reused = keep;
-                            *next = Some(keep);
-                            keep
-                        }
-                    };
-                    if prompt_room == 0 {
-                        continue;
+                Phase::Prompt(eval) => {
+                    let chunk =
+                        eval.add_chunk(&mut record.cached, &mut llama.cell, slot as usize, batch, &mut prompt_room);
+                    if let Some((count, logits)) = chunk {
+                        entries.push(Entry::Prompt { seq, count, logits });
                     }
-                    let count = (tokens.len() - from).min(prompt_room);
-                    prompt_room -= count;
-                    let last = from + count == tokens.len();
-                    let mut logits = None;
-                    for (i, &token) in tokens[from..from + count].iter().enumerate() {
-                        let is_last = last && i + 1 == count;
-                        if is_last {
-                            logits = Some(batch.n_tokens());
-                        }
-                        let _ = batch.add(token, (from + i) as i32, &[slot], is_last);
-                    }
-                    entries.push(Entry::Prompt { seq, count, logits });
                 }
                 Phase::Media { .. } => unreachable!("evaluated apart"),
             }
@@ -505,12 +664,10 @@ impl Scheduler {
             let e = decode_error(e);
             log::error!("a batch of {batch_tokens} tokens failed: {}", e.message);
             for entry in entries {
-                let seq = match entry {
-                    Entry::Token { seq, .. } | Entry::Prompt { seq, .. } => seq,
-                };
-                let record = records.get_mut(&seq).expect("in the batch");
+                let record = records.get_mut(&entry.seq()).expect("in the batch");
                 forget(&mut llama.cell, record.slot.expect("placed"), 0);
                 record.cached.clear();
+                record.prefill = None;
                 if let Some(active) = record.active.take() {
                     active.stream.finish(Err(e.clone()), active.generation.metrics());
                 }
@@ -536,17 +693,27 @@ impl Scheduler {
                 Entry::Prompt { seq, count, logits } => {
                     let record = records.get_mut(&seq).expect("in the batch");
                     let active = record.active.as_mut().expect("in the batch");
-                    let Phase::Prompt { tokens, next, reused } = &mut active.phase else { unreachable!() };
-                    let from = next.expect("set when the chunk was added");
-                    record.cached.extend_from_slice(&tokens[from..from + count]);
-                    *next = Some(from + count);
+                    let Phase::Prompt(eval) = &mut active.phase else { unreachable!() };
+                    eval.chunk_done(&mut record.cached, count);
                     if let Some(idx) = logits {
-                        let evaluated = tokens.len() - *reused;
-                        let reused = *reused;
-                        active.generation.prompt_done(evaluated, reused);
+                        active.generation.prompt_done(eval.evaluated(), eval.reused);
                         let result =
                             llama.cell.with_dependent_mut(|m, ctx| active.generation.sample(m, ctx, idx, piece));
                         settle(records, seq, result, batch_tokens, piece);
+                    }
+                }
+                Entry::Prefill { seq, count, logits } => {
+                    let record = records.get_mut(&seq).expect("in the batch");
+                    let p = record.prefill.as_mut().expect("in the batch");
+                    p.eval.chunk_done(&mut record.cached, count);
+                    if let Some(idx) = logits {
+                        // Kept for the generation's first token (the next decode overwrites
+                        // the context's).
+                        let logits = llama.cell.borrow_dependent().get_logits_ith(idx).to_vec();
+                        let ms = p.began.elapsed().as_secs_f64() * 1e3;
+                        let (evaluated, reused, serial) = (p.eval.evaluated(), p.eval.reused, p.serial);
+                        p.ahead.publish(Ready { serial, logits, evaluated, reused, ms, batch_tokens });
+                        p.done = true;
                     }
                 }
             }
