@@ -32,13 +32,17 @@ fn prompt(i: usize) -> String {
 }
 
 fn context(graph: &Graph, i: usize, tokens: usize, threads: u32) -> GraphExecutionContext {
+    context_for(graph, &prompt(i), tokens, threads)
+}
+
+fn context_for(graph: &Graph, prompt: &str, tokens: usize, threads: u32) -> GraphExecutionContext {
     let mut ctx = graph.init_execution_context().expect("init_execution_context");
     // A window of 64: streams go on while the guest waits on another (for the late stream).
     let config = format!(
         r#"{{"temp": 0, "ignore-eos": true, "n-predict": {tokens}, "ctx-size": 512, "threads": {threads}, "run-ahead": 64}}"#
     );
     ctx.set_input(1, TensorType::U8, &[1], config.as_bytes()).expect("metadata");
-    ctx.set_input(0, TensorType::U8, &[1], prompt(i).as_bytes()).expect("prompt");
+    ctx.set_input(0, TensorType::U8, &[1], prompt.as_bytes()).expect("prompt");
     ctx
 }
 
@@ -75,13 +79,18 @@ fn main() {
     let late = args.get(5).is_some_and(|a| a == "late");
     let graph = GraphBuilder::new(GraphEncoding::Ggml, ExecutionTarget::AUTO).build_from_cache(name).expect("load");
     let mut meta = vec![0u8; 4096];
-    // Warm up (the engine's context is made, ggml's threads started), and the late stream's
-    // prompt time with nothing else running.
-    let mut warm = context(&graph, n - 1, 4, threads);
-    let first = step(&mut warm, &mut meta).expect("a warm-up token");
-    let solo_prompt_ms = number(&first, "prompt_ms");
-    while step(&mut warm, &mut meta).is_some() {}
-    drop(warm);
+    // Warm up (the engine's context is made, ggml's threads started); then the late stream's
+    // prompt time with nothing else running, on a fresh context of the warm engine. Each of
+    // these prompts and the late stream's starts with its own tag, so that none finds another's
+    // start in a slot's KV cache: each is evaluated whole.
+    let mut solo_prompt_ms = 0.0;
+    for tag in ["A:", "B:"] {
+        let mut warm = context_for(&graph, &format!("{tag}\n{}", prompt(n - 1)), 4, threads);
+        let first = step(&mut warm, &mut meta).expect("a warm-up token");
+        solo_prompt_ms = number(&first, "prompt_ms");
+        assert!(number(&first, "prompt_tokens_reused") <= 1.0, "the solo prompt found its start in a slot (beyond BOS)");
+        while step(&mut warm, &mut meta).is_some() {}
+    }
 
     let started = Instant::now();
     let early = if late { n - 1 } else { n };
@@ -108,6 +117,7 @@ fn main() {
                 ttft[i] = starts[i].elapsed().as_secs_f64() * 1e3;
                 if late_one == Some(i) {
                     println!("late_ttft_ms: {:.3}", ttft[i]);
+                    println!("late_prompt_reused: {}", number(&m, "prompt_tokens_reused"));
                     println!("solo_prompt_ms: {solo_prompt_ms:.3}");
                 }
             }
@@ -119,7 +129,7 @@ fn main() {
         if late && late_one.is_none() && counts.iter().all(|&c| c >= tokens / 4) {
             // The last stream starts while the others generate (their windows let them run on
             // while the guest waits for its first token).
-            ctxs.push(context(&graph, n - 1, tokens, threads));
+            ctxs.push(context_for(&graph, &format!("C:\n{}", prompt(n - 1)), tokens, threads));
             starts.push(Instant::now());
             counts.push(0);
             ttft.push(0.0);
