@@ -19,6 +19,8 @@ const METADATA_INDEX: u32 = 1;
 /// Input index of images (encoded bytes, or raw RGB8 pixels `[1, H, W, 3]`); every other
 /// index is the prompt.
 const IMAGE_INDEX: u32 = 2;
+/// Output index of the model's description (its chat template, special tokens, sizes).
+const MODEL_INFO_INDEX: u32 = 2;
 
 pub struct GgmlContext {
     graph: Arc<GgmlGraph>,
@@ -233,6 +235,10 @@ impl GgmlContext {
         }
     }
 
+    fn model_info_json(&self) -> String {
+        super::model_info::json(&self.graph.model, &self.options)
+    }
+
     fn metadata_json(&self) -> String {
         let m = &self.metrics;
         let build = super::build_info::get();
@@ -318,6 +324,7 @@ impl ExecutionContext for GgmlContext {
     fn get_output(&mut self, index: u32) -> NnResult<Cow<'_, [u8]>> {
         Ok(match index {
             METADATA_INDEX => Cow::Owned(self.metadata_json().into_bytes()),
+            MODEL_INFO_INDEX => Cow::Owned(self.model_info_json().into_bytes()),
             _ => Cow::Borrowed(&self.output),
         })
     }
@@ -344,6 +351,7 @@ impl ExecutionContext for GgmlContext {
     fn get_output_single(&mut self, index: u32) -> NnResult<Cow<'_, [u8]>> {
         Ok(match index {
             METADATA_INDEX => Cow::Owned(self.metadata_json().into_bytes()),
+            MODEL_INFO_INDEX => Cow::Owned(self.model_info_json().into_bytes()),
             _ => Cow::Borrowed(&self.output[self.piece.min(self.output.len())..]),
         })
     }

@@ -25,6 +25,8 @@ mod grammar;
 #[cfg(feature = "ggml")]
 mod graph;
 #[cfg(feature = "ggml")]
+mod model_info;
+#[cfg(feature = "ggml")]
 mod native_log;
 #[cfg(feature = "ggml")]
 mod vision;
