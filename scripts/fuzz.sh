@@ -5,7 +5,7 @@
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]     (default: 60 s, every target)
 #
 # The corpus each run grows is kept under the cache (not in the clone), so CI's runs build on
-# each other. Needs cargo-fuzz (scripts/setup.sh installs it) and a nightly toolchain; without
+# each other. Needs cargo-fuzz (scripts/setup-tests.sh installs it) and a nightly toolchain; without
 # one, the stable toolchain is told to accept the nightly flags (RUSTC_BOOTSTRAP=1).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"

@@ -1,12 +1,11 @@
 #!/usr/bin/env bash
-# Everything the build and the tests need, on a fresh Debian/Ubuntu machine. Idempotent:
-# each step is skipped when already done.
+# What building and running the plugin needs, on a fresh Debian/Ubuntu machine (the tests'
+# own tools come from scripts/setup-tests.sh). Idempotent: each step is skipped when already
+# done.
 #   - build tools for llama.cpp (cmake, clang/libclang for bindgen, a C++ compiler)
 #   - the wasm32-wasip1 Rust target for the guests
-#   - cargo-fuzz, for the fuzz targets (scripts/fuzz.sh)
-#   - WasmEdge 0.14.1, and 0.17.1 for the tests that run the same plugin on both
-#     (scripts/install-wasmedge.sh)
-#   - the test models (scripts/fetch-models.sh)
+#   - WasmEdge 0.14.1 (scripts/install-wasmedge.sh)
+#   - the test models (scripts/fetch-models.sh; arguments pick some)
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 log() { echo "[setup] $*" >&2; }
@@ -27,13 +26,5 @@ if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1; then
   rustup target add wasm32-wasip1
 fi
 
-CARGO_FUZZ_VERSION=0.13.2
-if ! cargo fuzz --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
-  log "installing cargo-fuzz $CARGO_FUZZ_VERSION"
-  # Its own target folder, so the project's build cache is not disturbed.
-  CARGO_TARGET_DIR="$NN_CACHE/cargo-install" cargo install --locked --quiet cargo-fuzz --version "$CARGO_FUZZ_VERSION"
-fi
-
 bash "$ROOT/scripts/install-wasmedge.sh"
-bash "$ROOT/scripts/install-wasmedge.sh" 0.17.1
 bash "$ROOT/scripts/fetch-models.sh" "$@"

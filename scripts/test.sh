@@ -7,6 +7,7 @@ set -euo pipefail
 started=${NN_RUN_STARTED:-$(date +%s)}
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 bash "$ROOT/scripts/setup.sh"
+bash "$ROOT/scripts/setup-tests.sh"
 bash "$ROOT/scripts/build.sh"
 # Again, now that WasmEdge is installed: the test runner for binaries linking libwasmedge.
 . "$ROOT/scripts/env.sh"
