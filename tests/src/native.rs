@@ -55,6 +55,19 @@ pub fn generate(model: &Path, prompt: &str, n_predict: usize, ctx_size: u32, thr
     (out, n)
 }
 
+/// The prompt llama.cpp's own chat formatting (`llama_chat_apply_template` with one of its
+/// built-in formats, by name: `gemma`, `chatml`...) makes of `messages` (role, content), ending
+/// with the assistant's turn opened.
+pub fn chat_prompt(model: &Path, format: &str, messages: &[(&str, &str)]) -> String {
+    use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate};
+    let backend = backend();
+    let model = LlamaModel::load_from_file(backend, model, &LlamaModelParams::default()).expect("load model");
+    let template = LlamaChatTemplate::new(format).unwrap();
+    let chat: Vec<LlamaChatMessage> =
+        messages.iter().map(|(r, c)| LlamaChatMessage::new((*r).to_owned(), (*c).to_owned()).unwrap()).collect();
+    model.apply_chat_template(&template, &chat, true).expect("llama.cpp knows the template")
+}
+
 /// The native streaming loop, timed: greedy tokens one at a time (ignoring end of
 /// generation), each step doing what one `compute_single` does: evaluate the previous token,
 /// then sample and detokenize the next. Returns the time to the first token (prompt
