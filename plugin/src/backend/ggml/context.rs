@@ -24,7 +24,9 @@ const MODEL_INFO_INDEX: u32 = 2;
 
 pub struct GgmlContext {
     graph: Arc<GgmlGraph>,
-    options: Options,
+    /// Shared with the graph until metadata changes them (most contexts never do: an idle
+    /// context then costs a pointer here, not a copy).
+    options: Arc<Options>,
     prompt: Vec<LlamaToken>,
     /// The prompt as given, for prompts with images (tokenized together with them).
     prompt_text: String,
@@ -264,13 +266,13 @@ impl ExecutionContext for GgmlContext {
         // New input ends a stream in progress.
         self.end_stream();
         if index == METADATA_INDEX {
-            let mut next = self.options.clone();
+            let mut next = Options::clone(&self.options);
             next.apply_json(tensor.data)?;
             if (&next.grammar, &next.json_schema) != (&self.options.grammar, &self.options.json_schema) {
                 super::grammar::check(&self.graph.model, &next)?;
             }
             self.graph.warn_load_time_keys(&next);
-            self.options = next;
+            self.options = Arc::new(next);
             self.options.apply_logging();
             return Ok(());
         }

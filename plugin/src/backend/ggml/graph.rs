@@ -48,8 +48,8 @@ pub(super) fn llama_backend() -> NnResult<&'static (LlamaBackend, Loaded)> {
 
 pub struct GgmlGraph {
     pub(super) model: Arc<LlamaModel>,
-    /// The load-time options: every context starts from these.
-    pub(super) options: Options,
+    /// The load-time options: every context starts from these (sharing them).
+    pub(super) options: Arc<Options>,
     /// The model's file, for loading it again with other load-time settings (None: loaded
     /// from the guest's bytes).
     path: Option<PathBuf>,
@@ -193,7 +193,7 @@ impl GgmlGraph {
         super::grammar::check(&model, &options)?;
         let graph = GgmlGraph {
             model,
-            options,
+            options: Arc::new(options),
             path,
             warned_load_time: AtomicBool::new(false),
             visions: Mutex::default(),

@@ -73,9 +73,11 @@ struct Record {
     saved: Option<SeqState>,
     /// When it was last in a batch (for least-recently-used eviction).
     last_used: u64,
-    active: Option<Active>,
+    /// (Boxed, as `prefill`: a record lives as long as its context, idle ones by the
+    /// thousand, and these are hundreds of bytes each only while in use.)
+    active: Option<Box<Active>>,
     /// Its prompt evaluated ahead of a generation (never while `active` is set).
-    prefill: Option<Prefill>,
+    prefill: Option<Box<Prefill>>,
 }
 
 /// A prompt's evaluation, in chunks.
@@ -295,7 +297,7 @@ impl Scheduler {
                 };
                 let ctx_size = options.ctx_size as usize;
                 // A generation still running on this sequence is replaced.
-                let active = record.active.insert(Active { stream, phase, generation, ctx_size, started: self.tick });
+                let active = record.active.insert(Box::new(Active { stream, phase, generation, ctx_size, started: self.tick }));
                 if let Some(ready) = ready {
                     // Its first token, from the logits its evaluation left.
                     let result = active.generation.sample_logits(&self.model, &ready.logits, &mut self.piece);
@@ -314,7 +316,7 @@ impl Scheduler {
                 // (A prompt evaluated ahead before stays in the KV for prefix reuse.)
                 let eval = PromptEval::new(tokens);
                 let started = self.tick;
-                record.prefill = Some(Prefill { eval, serial, ahead, started, began: Instant::now(), done: false });
+                record.prefill = Some(Box::new(Prefill { eval, serial, ahead, started, began: Instant::now(), done: false }));
             }
             Command::Start { seq, job: Job::Resume { generation, ctx_size, stream } } => {
                 self.tick += 1;
@@ -326,7 +328,7 @@ impl Scheduler {
                 if let Some(generation) = generation {
                     let started = self.tick;
                     let generation = *generation;
-                    record.active = Some(Active { stream, phase: Phase::Generate, generation, ctx_size, started });
+                    record.active = Some(Box::new(Active { stream, phase: Phase::Generate, generation, ctx_size, started }));
                 }
             }
             Command::Start { seq, job: Job::Embed { tokens, reply } } => {
