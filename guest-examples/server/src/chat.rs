@@ -325,6 +325,7 @@ impl ChatJob {
     /// One token. Output for the client goes to `out`.
     pub fn step(&mut self, out: &mut Vec<Out>) -> Step {
         let ctx = self.ctx.as_mut().expect("a context");
+        let before = self.text.len();
         let result = ctx.compute_single();
         let ended = match result {
             Ok(()) => {
@@ -344,7 +345,7 @@ impl ChatJob {
         };
         let ended = ended.map(|full| full || self.request.max_tokens.is_some_and(|m| self.completion_tokens >= m));
         // A stop string ends the answer before it.
-        let stopped = self.find_stop();
+        let stopped = self.find_stop(before);
         if let Some(at) = stopped {
             self.text.truncate(at);
         }
@@ -383,8 +384,10 @@ impl ChatJob {
     }
 
     /// Where the earliest stop string starts in the text, if one is there.
-    fn find_stop(&self) -> Option<usize> {
-        let from = self.sent.saturating_sub(self.request.stop.iter().map(String::len).max().unwrap_or(0));
+    /// Only the text the last token could have completed a stop string in is searched.
+    fn find_stop(&self, before: usize) -> Option<usize> {
+        let longest = self.request.stop.iter().map(String::len).max().unwrap_or(0);
+        let from = before.saturating_sub(longest.saturating_sub(1));
         self.request
             .stop
             .iter()
