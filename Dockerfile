@@ -2,7 +2,8 @@
 # platforms and plain `docker run`. Models are mounted at /models, never baked in.
 #
 #   docker build -t wasmedge-nn .
-#   docker run --rm -v "$PWD/test-models:/models:ro" wasmedge-nn                  # chat, default model
+#   docker run --rm -p 8080:8080 -v "$PWD/test-models:/models:ro" wasmedge-nn     # the server: http://localhost:8080/
+#   docker run --rm -v "$PWD/test-models:/models:ro" wasmedge-nn chat             # one question, default model
 #   docker run --rm -v "$PWD/test-models:/models:ro" -e MODEL=/models/other.gguf \
 #       wasmedge-nn chat 'Why is the sky blue?'
 #   docker run --rm -v "$PWD/test-models:/models:ro" wasmedge-nn transcribe /models/speech/hello.wav
@@ -69,6 +70,7 @@ ENV WASMEDGE_PLUGIN_PATH=/opt/wasmedge-nn/plugin \
     MODEL=/models/SmolLM2-135M-Instruct.Q4_1.gguf \
     WHISPER_MODEL=/models/ggml-tiny.en.bin
 WORKDIR /work
-HEALTHCHECK --interval=60s --timeout=10s CMD ["wasmedge-nn", "--version"]
+EXPOSE 8080
+HEALTHCHECK --interval=30s --timeout=10s --start-period=60s CMD ["wasmedge-nn", "health"]
 ENTRYPOINT ["wasmedge-nn"]
-CMD ["chat"]
+CMD ["serve"]

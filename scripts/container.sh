@@ -98,8 +98,22 @@ run() {
 }
 log "health check"
 run --version
-log "chat example (the image's default command) on SmolLM2"
-out=$(run)
+log "the image's default command: the server, its health check, and a chat through it"
+# One container: the server in the background, then the image's health check and a request,
+# both from inside (bash's /dev/tcp; the image has no curl).
+out=$(run bash -c '
+  wasmedge-nn & server=$!
+  for _ in $(seq 120); do wasmedge-nn health 2>/dev/null && break; sleep 0.5; done
+  wasmedge-nn health || exit 1
+  body="{\"messages\": [{\"role\": \"system\", \"content\": \"You are a helpful assistant.\"}, {\"role\": \"user\", \"content\": \"What is the capital of France?\"}], \"temperature\": 0, \"max_tokens\": 32}"
+  exec 3<>/dev/tcp/127.0.0.1/8080
+  printf "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" "${#body}" "$body" >&3
+  timeout 60 cat <&3
+  kill $server')
+echo "$out"
+grep -q Paris <<< "$out" || { log "the server did not answer with Paris"; exit 1; }
+log "chat example on SmolLM2"
+out=$(run chat)
 echo "$out"
 grep -q Paris <<< "$out" || { log "the chat example did not answer with Paris"; exit 1; }
 log "transcribe example"
