@@ -13,7 +13,11 @@ use std::process::{Command, Output};
 
 /// The repository root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    // Cargo sets CARGO_MANIFEST_DIR when it runs a test, too: that is the clone being tested.
+    // The value compiled in is where this library was built, which a build cache shared by
+    // clones at other paths can keep.
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    manifest.parent().unwrap().to_path_buf()
 }
 
 pub fn var_path(name: &str) -> PathBuf {
