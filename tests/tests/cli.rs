@@ -218,6 +218,22 @@ fn run_ahead_streams_equal_blocking_ones_and_stop_cleanly() {
     }
 }
 
+/// Output 3 says whether `compute_single` would wait on work under way: 0 right after a long
+/// prompt is given (it is being evaluated ahead), then 1; a stream read only when it says 1
+/// gives exactly the tokens of one read blindly; with run-ahead 0 it always says 1 (nothing
+/// is computed unasked); after the end, 1.
+#[test]
+fn output_3_says_when_compute_single_would_wait() {
+    let stdout = run_test_guest_with(&[], &[], "stream-control", &["ready"]);
+    let line = |label: &str| labelled(&stdout, label);
+    assert_eq!(line("after_set_input"), "0", "a 1,500-token prompt was evaluated before set_input returned?");
+    println!("ready after {} ms ({} polls)", line("became_ready_ms"), line("became_ready_after_polls"));
+    assert!(line("polled_stream").starts_with("12 "), "{}", line("polled_stream"));
+    assert_eq!(line("polled_stream"), line("plain_stream"));
+    assert_eq!(line("after_end"), "1");
+    assert_eq!(line("run_ahead_0_always_ready"), "true");
+}
+
 /// The host's caps: `--nn-max-contexts` gives Busy (4) beyond it. With one sequence slot
 /// (`WASMEDGE_NN_SLOTS=1`) two streams take turns in it instead of one getting Busy:
 /// each one's KV is copied out while the other generates and copied back for its next

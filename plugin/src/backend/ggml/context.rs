@@ -21,6 +21,11 @@ const METADATA_INDEX: u32 = 1;
 const IMAGE_INDEX: u32 = 2;
 /// Output index of the model's description (its chat template, special tokens, sizes).
 const MODEL_INFO_INDEX: u32 = 2;
+/// Output index of whether `compute_single` is ready: a little-endian u32, 0 while it would
+/// wait for work the engine is doing anyway (the prompt evaluated ahead, the next token
+/// computed ahead), 1 otherwise. A single-threaded guest serving many streams (the server)
+/// steps those that are ready, so one client's long prompt never holds up the others.
+const READY_INDEX: u32 = 3;
 
 pub struct GgmlContext {
     graph: Arc<GgmlGraph>,
@@ -156,6 +161,17 @@ impl GgmlContext {
         let tokens = self.prompt.clone();
         if let Ok(sequence) = self.sequence() {
             sequence.prefill(tokens);
+        }
+    }
+
+    /// Output 3 (see [`READY_INDEX`]).
+    fn ready(&self) -> bool {
+        match &self.stream {
+            Some(stream) => !stream.computing(),
+            // A stream that ended answers at once; one not started waits for its prompt only
+            // while that is evaluated ahead.
+            None if self.streaming && self.ended.is_some() => true,
+            None => !self.sequence.as_ref().is_some_and(|s| s.prefill_pending()),
         }
     }
 
@@ -327,6 +343,7 @@ impl ExecutionContext for GgmlContext {
         Ok(match index {
             METADATA_INDEX => Cow::Owned(self.metadata_json().into_bytes()),
             MODEL_INFO_INDEX => Cow::Owned(self.model_info_json().into_bytes()),
+            READY_INDEX => Cow::Owned(u32::from(self.ready()).to_le_bytes().to_vec()),
             _ => Cow::Borrowed(&self.output),
         })
     }
@@ -354,6 +371,7 @@ impl ExecutionContext for GgmlContext {
         Ok(match index {
             METADATA_INDEX => Cow::Owned(self.metadata_json().into_bytes()),
             MODEL_INFO_INDEX => Cow::Owned(self.model_info_json().into_bytes()),
+            READY_INDEX => Cow::Owned(u32::from(self.ready()).to_le_bytes().to_vec()),
             _ => Cow::Borrowed(&self.output[self.piece.min(self.output.len())..]),
         })
     }

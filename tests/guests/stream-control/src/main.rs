@@ -3,6 +3,9 @@
 //!     stream-control.wasm NAME windows   the same stream with run-ahead 0, 1, 4 and 64, and
 //!                                        `compute`; then cancelling by fini_single, by a new
 //!                                        set_input and by finalizing, mid-stream
+//!     stream-control.wasm NAME ready     output 3 (ready) of a long prompt's context: 0 while
+//!                                        the prompt is evaluated ahead, then 1; while it
+//!                                        streams with run-ahead 4 and 0; after its end
 //!     stream-control.wasm NAME limits    meets a host started with --nn-max-contexts 2 and
 //!                                        WASMEDGE_NN_SLOTS=1 (one sequence slot):
 //!                                        two streams take turns in it
@@ -165,12 +168,71 @@ fn again<'c>(ctx: &'c mut GraphExecutionContext, config: &str, prompt: &str) -> 
     ctx
 }
 
+/// Output 3: whether compute_single would not wait on work under way.
+fn ready(ctx: &GraphExecutionContext) -> u32 {
+    let mut buf = [0u8; 4];
+    let n = ctx.get_output(3, &mut buf).expect("output 3");
+    assert_eq!(n, 4, "output 3 is a u32");
+    u32::from_le_bytes(buf)
+}
+
+fn readiness(graph: &Graph) {
+    // About 1,500 tokens: evaluated ahead in three micro-batches, many milliseconds.
+    let words = ["the", "ship", "sea", "storm", "light", "keeper", "night", "wave", "rock", "island"];
+    let text: Vec<&str> = (0..1400).map(|i| words[(i * 7 + i / 3) % words.len()]).collect();
+    let prompt = format!("<|im_start|>system\n{}<|im_end|>\n{}", text.join(" "), PROMPT);
+    let config = r#"{"temp": 0, "n-predict": 12, "ctx-size": 2048}"#;
+    let mut ctx = context(graph, config, &prompt);
+    println!("after_set_input: {}", ready(&ctx));
+    let started = Instant::now();
+    let mut polls = 0u32;
+    while ready(&ctx) == 0 {
+        polls += 1;
+        assert!(started.elapsed().as_secs() < 120, "output 3 never said ready");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    println!("became_ready_after_polls: {polls}");
+    println!("became_ready_ms: {:.1}", started.elapsed().as_secs_f64() * 1e3);
+    // Streamed with run-ahead 4: each token read only once output 3 says it is there.
+    let mut tokens = Vec::new();
+    let mut waits = 0u32;
+    loop {
+        while ready(&ctx) == 0 {
+            waits += 1;
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+        match next(&mut ctx).expect("stream") {
+            Some(t) => tokens.push(t),
+            None => break,
+        }
+    }
+    println!("after_end: {}", ready(&ctx));
+    println!("polled_stream: {}", show(&tokens));
+    println!("stream_waits: {waits}");
+    ctx.fini_single().expect("fini_single");
+    // Run-ahead 0: nothing is computed until asked, so it is always ready.
+    let config0 = r#"{"temp": 0, "n-predict": 12, "ctx-size": 2048, "run-ahead": 0}"#;
+    let mut zero = context(graph, config0, &prompt);
+    while ready(&zero) == 0 {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let mut always = true;
+    let mut plain = Vec::new();
+    while let Some(t) = next(&mut zero).expect("stream") {
+        plain.push(t);
+        always &= ready(&zero) == 1;
+    }
+    println!("run_ahead_0_always_ready: {always}");
+    println!("plain_stream: {}", show(&plain));
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let name = args.get(1).map_or("default", String::as_str);
     let graph = GraphBuilder::new(GraphEncoding::Ggml, ExecutionTarget::AUTO).build_from_cache(name).expect("load");
     match args.get(2).map(String::as_str) {
         Some("limits") => limits(&graph),
+        Some("ready") => readiness(&graph),
         _ => windows(&graph),
     }
 }

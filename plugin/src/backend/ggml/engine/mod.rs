@@ -158,6 +158,8 @@ struct Ready {
 enum AheadState {
     #[default]
     Empty,
+    /// Prefill `serial` was asked for and is not evaluated yet.
+    Pending(u64),
     Ready(Ready),
     /// Its context took it to start a generation: the scheduler keeps the prompt's KV.
     Claimed,
@@ -187,6 +189,12 @@ impl Ahead {
                 None
             }
         }
+    }
+
+    /// Whether prefill `serial` is asked for and still under way (it ends evaluated, or
+    /// given up: rolled back, failed, superseded).
+    fn pending(&self, serial: u64) -> bool {
+        matches!(*self.lock(), AheadState::Pending(s) if s == serial)
     }
 
     /// The prefill's result, for its context to take.
@@ -339,8 +347,15 @@ impl Sequence {
     pub fn prefill(&mut self, tokens: Vec<LlamaToken>) {
         self.serial += 1;
         self.prefilled = Some(tokens.clone());
+        *self.ahead.lock() = AheadState::Pending(self.serial);
         let job = Job::Prefill { tokens, serial: self.serial, ahead: self.ahead.clone() };
         self.engine.inbox.send(Command::Start { seq: self.id, job });
+    }
+
+    /// Whether the prompt given to [`prefill`](Self::prefill) last is still being
+    /// evaluated: a generation of it started now would wait for that.
+    pub fn prefill_pending(&self) -> bool {
+        self.prefilled.is_some() && self.ahead.pending(self.serial)
     }
 
     /// The embedding of `tokens` (not normalised): pooled over the sequence, or the last

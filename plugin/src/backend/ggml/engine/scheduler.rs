@@ -309,10 +309,11 @@ impl Scheduler {
                 let record = self.records.entry(seq).or_default();
                 if record.active.as_ref().is_some_and(|a| !a.stream.stopped()) {
                     // (New input ends a context's stream before it comes here.)
+                    ahead.clear();
                     return;
                 }
                 record.active = None;
-                ahead.clear();
+                // (`ahead` says this prefill is pending: its context set that when it asked.)
                 // (A prompt evaluated ahead before stays in the KV for prefix reuse.)
                 let eval = PromptEval::new(tokens);
                 let started = self.tick;
@@ -587,7 +588,9 @@ impl Scheduler {
 
     fn fail(&mut self, seq: u64, e: NnError) {
         if let Some(record) = self.records.get_mut(&seq) {
-            record.prefill = None;
+            if let Some(p) = record.prefill.take() {
+                p.ahead.clear();
+            }
             if let Some(active) = record.active.take() {
                 active.stream.finish(Err(e), active.generation.metrics());
             }
@@ -669,7 +672,9 @@ impl Scheduler {
                 let record = records.get_mut(&entry.seq()).expect("in the batch");
                 forget(&mut llama.cell, record.slot.expect("placed"), 0);
                 record.cached.clear();
-                record.prefill = None;
+                if let Some(p) = record.prefill.take() {
+                    p.ahead.clear();
+                }
                 if let Some(active) = record.active.take() {
                     active.stream.finish(Err(e.clone()), active.generation.metrics());
                 }

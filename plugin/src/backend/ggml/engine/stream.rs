@@ -108,6 +108,14 @@ impl Stream {
         (Self { shared: shared.clone(), inbox }, shared)
     }
 
+    /// Whether the next token is being computed ahead of the guest (and not there yet):
+    /// [`next`](Self::next) would wait for it. (With a window of 0 nothing is computed until
+    /// the guest asks.)
+    pub fn computing(&self) -> bool {
+        let q = self.shared.lock();
+        self.shared.window > 0 && q.tokens.is_empty() && q.end.is_none()
+    }
+
     /// Wait for the next token and append its bytes to `output`.
     pub fn next(&self, output: &mut Vec<u8>) -> Next {
         let mut q = self.shared.lock();
