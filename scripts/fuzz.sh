@@ -5,8 +5,9 @@
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]     (default: 60 s, every target)
 #
 # The corpus each run grows is kept under the cache (not in the clone), so CI's runs build on
-# each other. Needs cargo-fuzz (scripts/setup-tests.sh installs it) and a nightly toolchain; without
-# one, the stable toolchain is told to accept the nightly flags (RUSTC_BOOTSTRAP=1).
+# each other; a target's seed inputs in fuzz/seeds/TARGET/, where there are any, are read too.
+# Needs cargo-fuzz (scripts/setup-tests.sh installs it) and a nightly toolchain; without one,
+# the stable toolchain is told to accept the nightly flags (RUSTC_BOOTSTRAP=1).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
@@ -38,10 +39,13 @@ failed=0
 for t in "${targets[@]}"; do
   corpus=$FUZZ_CORPUS/$t
   mkdir -p "$corpus"
+  # libFuzzer reads every folder given and writes new inputs to the first.
+  corpora=("$corpus")
+  [ ! -d "$ROOT/fuzz/seeds/$t" ] || corpora+=("$ROOT/fuzz/seeds/$t")
   log=$(mktemp)
   started=$(date +%s)
   # -rss_limit_mb: a target that allocates without bound fails instead of swapping.
-  if "${fuzz[@]}" run --target-dir "$FUZZ_TARGET_DIR" "$t" "$corpus" -- \
+  if "${fuzz[@]}" run --target-dir "$FUZZ_TARGET_DIR" "$t" "${corpora[@]}" -- \
       -max_total_time="$seconds" -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1; then
     runs=$(awk '/stat::number_of_executed_units/ { print $NF }' "$log")
     echo "fuzz $t: ${runs:-?} runs in $(( $(date +%s) - started )) s, no crash (corpus: $(ls "$corpus" | wc -l) inputs)"

@@ -38,6 +38,11 @@ if [ $# -eq 0 ]; then
     --test fidelity --test long_runs \
     --test broken_models -- --test-threads=1
 fi
+if [ $# -eq 0 ]; then
+  # The server guest's request handling (a library without WASI) has unit tests of its own,
+  # run natively.
+  ( cd "$ROOT/guest-examples" && cargo test --locked -p server-api --target "$(rustc -vV | sed -n 's/^host: //p')" )
+fi
 if [ $# -eq 0 ] && [ "${FUZZ_SECONDS:-60}" -gt 0 ]; then
   bash "$ROOT/scripts/fuzz.sh" "${FUZZ_SECONDS:-60}"
 fi

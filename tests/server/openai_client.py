@@ -114,6 +114,14 @@ def tool_calls():
     streamed = final.choices[0].message.tool_calls[0]
     assert streamed.id.startswith("call_") and streamed.type == "function"
     assert (streamed.function.name, streamed.function.arguments) == (call.function.name, call.function.arguments)
+    # As it is written: the call's id and name first, then its arguments in pieces.
+    deltas = [c.choices[0].delta.tool_calls[0] for c in client.chat.completions.create(
+        model=chat_model, messages=ask, tools=[WEATHER], tool_choice="required", temperature=0, max_tokens=64, stream=True)
+        if c.choices and c.choices[0].delta.tool_calls]
+    assert deltas[0].id.startswith("call_") and deltas[0].type == "function" and deltas[0].function.name == "get_weather", \
+        deltas[0]
+    assert len(deltas) > 3 and all(d.index == 0 for d in deltas), deltas
+    assert "".join(d.function.arguments or "" for d in deltas) == call.function.arguments
     # The result goes back, and the conversation carries on (auto: an answer or another call).
     ask += [{"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
             {"role": "tool", "tool_call_id": call.id, "content": json.dumps({"temperature": 21, "sky": "clear"})}]

@@ -19,9 +19,14 @@ impl Server {
     /// `server.wasm` with these preloads and flags, on a free port; returns once /health
     /// answers.
     fn start(preloads: &[String], flags: &[&str]) -> Self {
+        Self::start_on(&[], preloads, flags)
+    }
+
+    /// As `start`, with options for WasmEdge and the plugin (`host`) too.
+    fn start_on(host: &[&str], preloads: &[String], flags: &[&str]) -> Self {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let mut cmd = wasmedge_command();
-        cmd.current_dir(root()).env("WASMEDGE_PLUGIN_PATH", plugin_dir()).args(["--dir", ".:."]);
+        cmd.current_dir(root()).env("WASMEDGE_PLUGIN_PATH", plugin_dir()).args(["--dir", ".:."]).args(host);
         for p in preloads {
             cmd.args(["--nn-preload", p]);
         }
@@ -235,6 +240,20 @@ fn bad_input_gets_an_http_error_and_the_server_keeps_serving() {
     let r = server.post("/v1/chat/completions", &long);
     assert_eq!((status(&r), error_of(&r)["code"].as_str()), ("400".into(), Some("context_length_exceeded")), "{r}");
     assert_eq!(status(&server.get("/health").unwrap()), "200");
+}
+
+/// Eight clients stream at once, each getting its answer alone (greedy) while the plugin
+/// decodes them in one batch; a client killed mid-stream leaves no job or busy context; the
+/// next 100 requests run in the memory the server had (tests/server/many_clients.py).
+#[test]
+fn eight_clients_at_once_get_their_solo_answers_and_a_killed_one_leaves_nothing() {
+    let server = Server::start_on(
+        &["--nn-slots", "8"],
+        &[ggml_preload("chat", SMOLLM2)],
+        &["--chat", "chat", "--contexts", "8", "--ctx-size", "1024", "--threads", "2"],
+    );
+    let stdout = client("many_clients.py", &[&server.base(), "chat", &server.child.id().to_string()]);
+    assert!(stdout.contains("all ok"));
 }
 
 #[test]

@@ -3,13 +3,14 @@
 //! loop advances one step at a time beside the others.
 
 use crate::audio::{self, TranscriptionJob};
-use crate::chat::{self, ChatJob, Step};
-use crate::error::ApiError;
-use crate::http::{self, Request};
+use crate::chat::{ChatJob, Step};
 use crate::models::Models;
 use crate::net::{App, ConnId, Out, Reply};
 use crate::web;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
+use server_api::http::{self, Request};
+use server_api::body::{check_model, json_object};
+use server_api::ApiError;
 
 enum Job {
     Chat(ChatJob),
@@ -34,7 +35,7 @@ impl Server {
         let whole = |status: u16, body: Value| Ok(Reply::Whole(http::json(status, &body, keep), keep));
         match (request.method.as_str(), request.path.as_str()) {
             ("OPTIONS", _) => Ok(Reply::Whole(http::preflight(keep), keep)),
-            ("GET", "/health") => whole(200, json!({"status": "ok"})),
+            ("GET", "/health") => whole(200, self.health()),
             ("GET", "/v1/models") => whole(200, json!({"object": "list", "data": self.model_list()})),
             ("GET", path) if path.starts_with("/v1/models/") => {
                 let id = &path["/v1/models/".len()..];
@@ -46,7 +47,7 @@ impl Server {
             }
             ("POST", "/v1/chat/completions") => self.chat(conn, &request),
             ("POST", "/v1/embeddings") => {
-                let body = json_body(&request)?;
+                let body = json_object(&request.body)?;
                 let embed = self.models.embed.as_mut().ok_or_else(|| not_served("embeddings", "--embed NAME"))?;
                 check_model(&body, &embed.name)?;
                 let name = embed.name.clone();
@@ -75,6 +76,17 @@ impl Server {
             }
             (method, path) => Err(ApiError::new(404, format!("no route for {method} {path}"), "invalid_request_error")),
         }
+    }
+
+    /// `ok`, and what is in use: the requests being answered (`jobs`) and the chat model's
+    /// contexts (made, and busy answering). A client gone leaves nothing counted here.
+    fn health(&self) -> Value {
+        let mut health = json!({"status": "ok", "jobs": self.jobs.len()});
+        if let Some(chat) = &self.models.chat {
+            let (made, busy) = chat.pool.counts();
+            health["chat_contexts"] = json!({"made": made, "busy": busy, "max": chat.pool.max()});
+        }
+        health
     }
 
     /// Each model served, with what it does here (`capabilities`) and, for the chat model,
@@ -116,10 +128,10 @@ impl Server {
     }
 
     fn chat(&mut self, conn: ConnId, request: &Request) -> Result<Reply, ApiError> {
-        let body = json_body(request)?;
+        let body = json_object(&request.body)?;
         let chat = self.models.chat.as_mut().ok_or_else(|| not_served("chat completions", "--chat NAME"))?;
         check_model(&body, &chat.name)?;
-        let mut parsed = chat::parse(&body, chat.vision)?;
+        let mut parsed = server_api::chat::parse(&body, chat.vision)?;
         if let Some(tools) = &parsed.tools {
             parsed.messages.insert(0, json!({"role": "system", "content": tools.instructions()}));
             merge_system_messages(&mut parsed.messages);
@@ -151,24 +163,6 @@ fn merge_system_messages(messages: &mut Vec<Value>) {
     }
 }
 
-fn json_body(request: &Request) -> Result<Map<String, Value>, ApiError> {
-    match serde_json::from_slice::<Value>(&request.body) {
-        Ok(Value::Object(o)) => Ok(o),
-        Ok(_) => Err(ApiError::new(400, "the body must be a JSON object", "invalid_request_error")),
-        Err(e) => Err(ApiError::new(400, format!("the body is not JSON: {e}"), "invalid_request_error")),
-    }
-}
-
-fn check_model(body: &Map<String, Value>, name: &str) -> Result<(), ApiError> {
-    match body.get("model") {
-        None | Some(Value::Null) => Ok(()),
-        Some(Value::String(m)) if m == name => Ok(()),
-        Some(Value::String(m)) => Err(ApiError::new(404, format!("no model {m:?} here: this endpoint serves {name:?}"), "invalid_request_error")
-            .with_code("model_not_found")),
-        Some(other) => Err(ApiError::invalid("model", format!("'model' must be a string, not {other}"))),
-    }
-}
-
 fn not_served(what: &str, flag: &str) -> ApiError {
     ApiError::new(404, format!("this server does not serve {what}: start it with {flag}"), "invalid_request_error")
 }
@@ -182,12 +176,17 @@ impl App for Server {
         }
     }
 
-    fn step(&mut self, out: &mut Vec<Out>) {
+    fn step(&mut self, out: &mut Vec<Out>) -> bool {
+        let mut advanced = false;
         let mut i = 0;
         while i < self.jobs.len() {
             let done = match &mut self.jobs[i] {
                 Job::Chat(job) => match job.step(out) {
-                    Step::Running => false,
+                    Step::Waiting => false,
+                    Step::Running => {
+                        advanced = true;
+                        false
+                    }
                     Step::Done(ctx, history) => {
                         self.models.give_chat(ctx, history);
                         true
@@ -198,7 +197,10 @@ impl App for Server {
                     }
                 },
                 Job::Transcription(job) => match job.step(out) {
-                    None => false,
+                    None => {
+                        advanced = true;
+                        false
+                    }
                     Some(ctx) => {
                         self.models.give_asr(ctx);
                         true
@@ -206,11 +208,13 @@ impl App for Server {
                 },
             };
             if done {
+                advanced = true;
                 self.jobs.swap_remove(i);
             } else {
                 i += 1;
             }
         }
+        advanced
     }
 
     fn busy(&self) -> bool {

@@ -1,22 +1,15 @@
-//! `POST /v1/audio/transcriptions`: a WAV file from a multipart form, transcribed by the
-//! Whisper graph one segment per step, answered as json, text, verbose_json, srt or vtt.
+//! `POST /v1/audio/transcriptions`: the WAV file of a checked form (server_api::transcription),
+//! transcribed by the Whisper graph one segment per step, answered as json, text,
+//! verbose_json, srt or vtt.
 
 use crate::chat::explain;
-use crate::error::{self, ApiError};
-use crate::http::{self, Request};
-use crate::multipart;
+use crate::error;
 use crate::net::{ConnId, Out};
 use serde_json::{json, Value};
+use server_api::http::{self, Request};
+use server_api::transcription::{self, Format};
+use server_api::ApiError;
 use wasmedge_wasi_nn::{BackendError, Error as NnError, GraphExecutionContext, TensorType};
-
-#[derive(Clone, Copy, PartialEq)]
-enum Format {
-    Json,
-    Text,
-    VerboseJson,
-    Srt,
-    Vtt,
-}
 
 pub struct TranscriptionJob {
     pub conn: ConnId,
@@ -47,39 +40,11 @@ pub fn start(conn: ConnId, mut ctx: GraphExecutionContext, request: &Request) ->
 }
 
 fn begin(ctx: &mut GraphExecutionContext, request: &Request) -> Result<(Format, String, f64), ApiError> {
-    let content_type = request.header("content-type").unwrap_or("");
-    let boundary = multipart::boundary(content_type)
-        .ok_or_else(|| ApiError::new(415, "send the audio as multipart/form-data with a 'file' field", "invalid_request_error"))?;
-    let parts = multipart::parse(&request.body, &boundary).map_err(|m| ApiError::invalid("file", m))?;
-    let text = |name: &str| parts.iter().find(|p| p.name == name).map(|p| String::from_utf8_lossy(p.body).trim().to_owned());
-    let file = parts.iter().find(|p| p.name == "file").ok_or_else(|| ApiError::invalid("file", "the form has no 'file'"))?;
-    let format = match text("response_format").as_deref() {
-        None | Some("json") => Format::Json,
-        Some("text") => Format::Text,
-        Some("verbose_json") => Format::VerboseJson,
-        Some("srt") => Format::Srt,
-        Some("vtt") => Format::Vtt,
-        Some(other) => {
-            return Err(ApiError::invalid("response_format", format!("'response_format' is json, text, verbose_json, srt or vtt, not {other:?}")))
-        }
-    };
-    let reader = hound::WavReader::new(file.body).map_err(|e| {
-        ApiError::invalid("file", format!("the file is not a WAV this server reads ({e}); send a RIFF/WAVE file (any rate, PCM or float)"))
-    })?;
-    let spec = reader.spec();
-    let duration = f64::from(reader.duration()) / f64::from(spec.sample_rate.max(1));
-    let language = text("language").filter(|l| !l.is_empty()).unwrap_or_else(|| "auto".to_owned());
-    let mut config = json!({"language": language});
-    if let Some(prompt) = text("prompt") {
-        config["prompt"] = json!(prompt);
-    }
-    if let Some(t) = text("temperature") {
-        let t: f64 = t.parse().map_err(|_| ApiError::invalid("temperature", "'temperature' must be a number"))?;
-        config["temperature"] = json!(t);
-    }
-    ctx.set_input(1, TensorType::U8, &[1], config.to_string().as_bytes()).map_err(|e| explain(ctx, "the transcription's settings", e))?;
-    ctx.set_input(0, TensorType::F32, &[1, file.body.len()], file.body).map_err(|e| explain(ctx, "the audio", e))?;
-    Ok((format, language, duration))
+    let form = transcription::parse(request.header("content-type").unwrap_or(""), &request.body)?;
+    ctx.set_input(1, TensorType::U8, &[1], form.config.to_string().as_bytes())
+        .map_err(|e| explain(ctx, "the transcription's settings", e))?;
+    ctx.set_input(0, TensorType::F32, &[1, form.audio.len()], form.audio).map_err(|e| explain(ctx, "the audio", e))?;
+    Ok((form.format, form.language, form.duration))
 }
 
 impl TranscriptionJob {

@@ -1,237 +1,20 @@
-//! `POST /v1/chat/completions`: a request read into a prompt (the model's chat template),
-//! pictures and sampling settings; then a job that draws one token per step and sends it on,
-//! as Server-Sent Events or as one JSON answer at the end.
+//! `POST /v1/chat/completions`: a job that draws one token per step of a checked request
+//! (server_api::chat) and sends it on, as Server-Sent Events or as one JSON answer at the end.
 
-use crate::error::{self, ApiError};
-use crate::http;
+use crate::error;
 use crate::net::{ConnId, Out};
-use crate::tools::{self, Tools};
-use base64::Engine as _;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
+use server_api::chat::ChatRequest;
+use server_api::answer::{AnswerReader, Piece};
+use server_api::{http, tools, ApiError};
 use wasmedge_wasi_nn::{BackendError, Error as NnError, GraphExecutionContext, TensorType};
 
-/// What a request asks for, checked.
-pub struct ChatRequest {
-    pub messages: Vec<Value>,
-    pub images: Vec<Vec<u8>>,
-    pub stream: bool,
-    pub include_usage: bool,
-    pub max_tokens: Option<u64>,
-    pub temperature: f64,
-    pub top_p: f64,
-    pub seed: Option<u64>,
-    pub stop: Vec<String>,
-    /// llama.cpp's server's extension: generate past end-of-generation (to `max_tokens`).
-    pub ignore_eos: bool,
-    /// A JSON schema the answer must follow (`response_format`).
-    pub schema: Option<Value>,
-    pub tools: Option<Tools>,
-}
-
-fn field<'a>(body: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
-    body.get(name).filter(|v| !v.is_null())
-}
-
-fn number(body: &Map<String, Value>, name: &str, min: f64, max: f64) -> Result<Option<f64>, ApiError> {
-    match field(body, name) {
-        None => Ok(None),
-        Some(Value::Number(n)) => {
-            let v = n.as_f64().unwrap_or(f64::NAN);
-            if (min..=max).contains(&v) {
-                Ok(Some(v))
-            } else {
-                Err(ApiError::invalid(name, format!("'{name}' is {v}; it must be between {min} and {max}")))
-            }
-        }
-        Some(other) => Err(ApiError::invalid(name, format!("'{name}' must be a number, not {other}"))),
-    }
-}
-
-fn integer(body: &Map<String, Value>, name: &str) -> Result<Option<u64>, ApiError> {
-    match field(body, name) {
-        None => Ok(None),
-        Some(v) => v
-            .as_u64()
-            .map(Some)
-            .ok_or_else(|| ApiError::invalid(name, format!("'{name}' must be a non-negative integer, not {v}"))),
-    }
-}
-
-fn boolean(body: &Map<String, Value>, name: &str) -> Result<bool, ApiError> {
-    match field(body, name) {
-        None => Ok(false),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(v) => Err(ApiError::invalid(name, format!("'{name}' must be true or false, not {v}"))),
-    }
-}
-
-/// Read and check a request body. `vision`: the model sees pictures.
-pub fn parse(body: &Map<String, Value>, vision: bool) -> Result<ChatRequest, ApiError> {
-    let Some(Value::Array(given)) = field(body, "messages") else {
-        return Err(ApiError::invalid("messages", "'messages' must be an array of messages"));
-    };
-    if given.is_empty() {
-        return Err(ApiError::invalid("messages", "'messages' is empty"));
-    }
-    let mut images = Vec::new();
-    let mut messages = Vec::with_capacity(given.len());
-    for (i, m) in given.iter().enumerate() {
-        let Value::Object(m) = m else {
-            return Err(ApiError::invalid(&format!("messages[{i}]"), "each message must be an object"));
-        };
-        messages.push(message(m, i, vision, &mut images)?);
-    }
-    let max_tokens = match integer(body, "max_completion_tokens")? {
-        Some(n) => Some(n),
-        None => integer(body, "max_tokens")?,
-    };
-    let stop = match field(body, "stop") {
-        None => Vec::new(),
-        Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|s| s.as_str().map(str::to_owned).ok_or_else(|| ApiError::invalid("stop", "'stop' must be a string or an array of strings")))
-            .collect::<Result<_, _>>()?,
-        Some(_) => return Err(ApiError::invalid("stop", "'stop' must be a string or an array of strings")),
-    };
-    if stop.len() > 4 || stop.iter().any(String::is_empty) {
-        return Err(ApiError::invalid("stop", "'stop' takes up to 4 non-empty strings"));
-    }
-    let include_usage = match field(body, "stream_options") {
-        None => false,
-        Some(Value::Object(o)) => boolean(o, "include_usage")?,
-        Some(_) => return Err(ApiError::invalid("stream_options", "'stream_options' must be an object")),
-    };
-    let schema = response_schema(field(body, "response_format"))?;
-    let tools = tools::parse(field(body, "tools"), field(body, "tool_choice"))?;
-    if tools.is_some() && schema.is_some() {
-        return Err(ApiError::invalid("response_format", "give 'tools' or a JSON 'response_format', not both"));
-    }
-    Ok(ChatRequest {
-        messages,
-        images,
-        stream: boolean(body, "stream")?,
-        include_usage,
-        max_tokens,
-        temperature: number(body, "temperature", 0.0, 2.0)?.unwrap_or(0.8),
-        top_p: number(body, "top_p", 0.0, 1.0)?.unwrap_or(0.95),
-        seed: integer(body, "seed")?,
-        stop,
-        ignore_eos: boolean(body, "ignore_eos")?,
-        schema,
-        tools,
-    })
-}
-
-/// One message for the template: its role, and its content as text (pictures become
-/// `<image>` markers, their bytes go to `images`).
-fn message(m: &Map<String, Value>, i: usize, vision: bool, images: &mut Vec<Vec<u8>>) -> Result<Value, ApiError> {
-    let param = format!("messages[{i}]");
-    let role = match m.get("role") {
-        Some(Value::String(r)) if ["system", "developer", "user", "assistant", "tool"].contains(&r.as_str()) => r.as_str(),
-        _ => return Err(ApiError::invalid(&format!("{param}.role"), "'role' must be system, developer, user, assistant or tool")),
-    };
-    let mut text = String::new();
-    match m.get("content") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(s)) => text.push_str(s),
-        Some(Value::Array(parts)) => {
-            for (j, part) in parts.iter().enumerate() {
-                let param = format!("{param}.content[{j}]");
-                match part.get("type").and_then(Value::as_str) {
-                    Some("text") => match part.get("text") {
-                        Some(Value::String(s)) => text.push_str(s),
-                        _ => return Err(ApiError::invalid(&param, "a text part needs 'text', a string")),
-                    },
-                    Some("image_url") => {
-                        if !vision {
-                            return Err(ApiError::invalid(
-                                &param,
-                                "this server's model does not see pictures: start the server with --mmproj, the model's projector",
-                            ));
-                        }
-                        let url = part
-                            .get("image_url")
-                            .and_then(|u| u.get("url").or(Some(u)))
-                            .and_then(Value::as_str)
-                            .ok_or_else(|| ApiError::invalid(&param, "an image_url part needs 'image_url': {\"url\": ...}"))?;
-                        images.push(data_uri(url).map_err(|m| ApiError::invalid(&param, m))?);
-                        text.push_str("<image>");
-                    }
-                    _ => return Err(ApiError::invalid(&param, "content parts are {\"type\": \"text\"} or {\"type\": \"image_url\"}")),
-                }
-            }
-        }
-        Some(_) => return Err(ApiError::invalid(&format!("{param}.content"), "'content' must be a string or an array of parts")),
-    }
-    // A NUL cannot reach the model (prompts with pictures go to llama.cpp as C strings); a
-    // small model's earlier answer can hold one.
-    if text.contains('\0') {
-        text = text.replace('\0', "\u{FFFD}");
-    }
-    let role = if role == "developer" { "system" } else { role };
-    match role {
-        // A call the assistant made, in the form it was asked to answer in (tools.rs).
-        "assistant" => match m.get("tool_calls") {
-            Some(Value::Array(calls)) if !calls.is_empty() => Ok(json!({"role": "assistant", "content": tools::history_of_calls(calls)})),
-            _ => Ok(json!({"role": "assistant", "content": text})),
-        },
-        // A tool's result goes back as the user's turn (templates that know no tool role
-        // accept it; those that alternate roles stay alternating).
-        "tool" => {
-            let id = m.get("tool_call_id").cloned().unwrap_or(Value::Null);
-            Ok(json!({"role": "user", "content": json!({"tool_response": {"tool_call_id": id, "content": text}}).to_string()}))
-        }
-        _ => Ok(json!({"role": role, "content": text})),
-    }
-}
-
-/// The bytes of a `data:` URI (pictures come inline; this server fetches nothing).
-fn data_uri(url: &str) -> Result<Vec<u8>, String> {
-    let rest = url.strip_prefix("data:").ok_or("pictures must be data: URIs (data:image/png;base64,...); this server fetches no URLs")?;
-    let (meta, data) = rest.split_once(',').ok_or("a data: URI without a comma")?;
-    if !meta.ends_with(";base64") {
-        return Err("a data: URI must be base64 (data:image/...;base64,...)".into());
-    }
-    base64::engine::general_purpose::STANDARD.decode(data.trim()).map_err(|e| format!("the picture's base64 does not decode: {e}"))
-}
-
-/// `response_format` as a JSON schema (None: free text).
-fn response_schema(format: Option<&Value>) -> Result<Option<Value>, ApiError> {
-    let Some(format) = format else { return Ok(None) };
-    match format.get("type").and_then(Value::as_str) {
-        Some("text") => Ok(None),
-        Some("json_object") => Ok(Some(format.get("schema").cloned().unwrap_or_else(|| json!({"type": "object"})))),
-        Some("json_schema") => match format.get("json_schema").and_then(|s| s.get("schema")) {
-            Some(schema @ Value::Object(_)) => Ok(Some(schema.clone())),
-            _ => Err(ApiError::invalid("response_format", "'json_schema' needs 'schema', an object")),
-        },
-        _ => Err(ApiError::invalid("response_format", "'response_format.type' is text, json_object or json_schema")),
-    }
-}
-
-impl ChatRequest {
-    /// The context's metadata for this request: every sampling key, so that nothing of an
-    /// earlier request on the same context stays.
-    pub fn metadata(&self) -> String {
-        let schema = match (&self.schema, &self.tools) {
-            (Some(s), _) => s.to_string(),
-            (None, Some(t)) => t.schema().to_string(),
-            (None, None) => String::new(),
-        };
-        json!({
-            "n-predict": self.max_tokens.map_or(-1, |n| n.min(i64::MAX as u64) as i64),
-            "temp": self.temperature,
-            "top-p": self.top_p,
-            // Above 2^32 - 2: a random seed.
-            "seed": self.seed.map_or(u32::MAX as u64, |s| s & 0xFFFF_FFFF),
-            "ignore-eos": self.ignore_eos,
-            "grammar": "",
-            "json-schema": schema,
-            "run-ahead": 4,
-        })
-        .to_string()
-    }
+/// Whether the context's prompt is evaluated: the plugin's output 3 says whether
+/// `compute_single` would wait on work under way (a little-endian u32, 0 while it would).
+/// A plugin without it is taken as ready: then the first token waits for the prompt.
+fn prompt_ready(ctx: &GraphExecutionContext) -> bool {
+    let mut ready = [0u8; 4];
+    !matches!(ctx.get_output(3, &mut ready), Ok(4) if ready == [0; 4])
 }
 
 /// How an answer ended, in OpenAI's words.
@@ -255,11 +38,19 @@ pub struct ChatJob {
     sent: usize,
     completion_tokens: u64,
     started: bool,
+    /// A token came: the prompt is evaluated.
+    generating: bool,
+    /// With tools, streamed: the answer read as it comes (a call's name and arguments, or
+    /// the direct answer's text, go out as they are written).
+    reader: AnswerReader,
     piece: Vec<u8>,
 }
 
 pub enum Step {
     Running,
+    /// Nothing done: the prompt is still being evaluated (the plugin does it ahead, in its
+    /// engine); asking for the first token now would hold every other client up until then.
+    Waiting,
     /// Done: the context goes back to the pool with what its KV holds.
     Done(GraphExecutionContext, Vec<u8>),
     /// Failed before any answer left; the context goes back.
@@ -282,6 +73,8 @@ impl ChatJob {
             sent: 0,
             completion_tokens: 0,
             started: false,
+            generating: false,
+            reader: AnswerReader::new(),
             piece: vec![0u8; 4096],
         }
     }
@@ -325,6 +118,12 @@ impl ChatJob {
     /// One token. Output for the client goes to `out`.
     pub fn step(&mut self, out: &mut Vec<Out>) -> Step {
         let ctx = self.ctx.as_mut().expect("a context");
+        if !self.generating {
+            if !prompt_ready(ctx) {
+                return Step::Waiting;
+            }
+            self.generating = true;
+        }
         let before = self.text.len();
         let result = ctx.compute_single();
         let ended = match result {
@@ -355,12 +154,11 @@ impl ChatJob {
             (None, None) => None,
         };
         let mut bytes = Vec::new();
-        if self.request.stream && self.request.tools.is_none() {
-            if !self.started {
-                bytes.extend(http::stream_head("text/event-stream", self.keep_alive));
-                http::event(&mut bytes, &self.chunk_json(json!({"role": "assistant", "content": ""}), None));
-                self.started = true;
-            }
+        if self.request.stream && self.request.tools.is_some() {
+            self.start_stream(&mut bytes);
+            self.send_tool_pieces(&mut bytes);
+        } else if self.request.stream {
+            self.start_stream(&mut bytes);
             let ready = if finish.is_some() { self.text.len() } else { self.safe_end() };
             if ready > self.sent {
                 let piece = String::from_utf8_lossy(&self.text[self.sent..ready]).into_owned();
@@ -381,6 +179,28 @@ impl ChatJob {
         let mut history = std::mem::take(&mut self.prompt).into_bytes();
         history.extend_from_slice(&self.text);
         Step::Done(ctx, history)
+    }
+
+    fn start_stream(&mut self, bytes: &mut Vec<u8>) {
+        if !self.started {
+            bytes.extend(http::stream_head("text/event-stream", self.keep_alive));
+            http::event(bytes, &self.chunk_json(json!({"role": "assistant", "content": ""}), None));
+            self.started = true;
+        }
+    }
+
+    /// What of a tools answer can go out now, as OpenAI streams it: the call's id and name
+    /// first, then its arguments in pieces; or the direct answer's text.
+    fn send_tool_pieces(&mut self, bytes: &mut Vec<u8>) {
+        for piece in self.reader.feed(&self.text) {
+            let delta = match piece {
+                Piece::Call(name) => json!({"tool_calls": [{"index": 0, "id": tools::call_id(&self.id), "type": "function",
+                                                            "function": {"name": name, "arguments": ""}}]}),
+                Piece::Arguments(a) => json!({"tool_calls": [{"index": 0, "function": {"arguments": a}}]}),
+                Piece::Text(t) => json!({"content": t}),
+            };
+            http::event(bytes, &self.chunk_json(delta, None));
+        }
     }
 
     /// Where the earliest stop string starts in the text, if one is there.
@@ -417,22 +237,10 @@ impl ChatJob {
             None => (Value::String(text), None, finish),
         };
         if self.request.stream {
-            if !self.started {
-                bytes.extend(http::stream_head("text/event-stream", self.keep_alive));
-                http::event(bytes, &self.chunk_json(json!({"role": "assistant", "content": ""}), None));
-                self.started = true;
-            }
-            if self.request.tools.is_some() {
-                // Buffered (the answer is JSON until it is whole): sent as one delta.
-                let delta = match &tool_calls {
-                    Some(calls) => json!({"tool_calls": calls.iter().enumerate().map(|(i, c)| {
-                        let mut c = c.clone();
-                        c["index"] = json!(i);
-                        c
-                    }).collect::<Vec<_>>()}),
-                    None => json!({"content": content}),
-                };
-                http::event(bytes, &self.chunk_json(delta, None));
+            self.start_stream(bytes);
+            if self.request.tools.is_some() && !self.reader.sent_any() {
+                // Nothing of it was readable as it came (cut short early): the text as it is.
+                http::event(bytes, &self.chunk_json(json!({"content": content}), None));
             }
             http::event(bytes, &self.chunk_json(json!({}), Some(finish)));
             if self.request.include_usage {

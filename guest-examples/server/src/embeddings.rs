@@ -1,37 +1,22 @@
-//! `POST /v1/embeddings`: each input's pooled embedding from a graph in embedding mode, as
-//! floats or as base64 little-endian f32 (what OpenAI's Python client asks for by default).
+//! `POST /v1/embeddings`: each input of a checked request (server_api::embeddings) pooled into
+//! an embedding by a graph in embedding mode, as floats or as base64 little-endian f32 (what
+//! OpenAI's Python client asks for by default).
 
 use crate::chat::explain;
-use crate::error::{self, ApiError};
+use crate::error;
 use base64::Engine as _;
+use server_api::embeddings::{self, EmbeddingsRequest};
+use server_api::ApiError;
 use serde_json::{json, Map, Value};
 use wasmedge_wasi_nn::{GraphExecutionContext, TensorType};
 
 pub fn answer(ctx: &mut GraphExecutionContext, body: &Map<String, Value>, model: &str) -> Result<Value, ApiError> {
-    let inputs: Vec<&str> = match body.get("input") {
-        Some(Value::String(s)) => vec![s.as_str()],
-        Some(Value::Array(a)) if !a.is_empty() && a.iter().all(Value::is_string) => a.iter().filter_map(Value::as_str).collect(),
-        Some(Value::Array(a)) if a.first().is_some_and(|v| v.is_number() || v.is_array()) => {
-            return Err(ApiError::invalid("input", "this server takes text inputs, not token arrays"))
-        }
-        _ => return Err(ApiError::invalid("input", "'input' must be a string or a non-empty array of strings")),
-    };
-    if inputs.len() > 2048 {
-        return Err(ApiError::invalid("input", "at most 2048 inputs per request"));
-    }
-    let base64 = match body.get("encoding_format") {
-        None | Some(Value::Null) => false,
-        Some(Value::String(f)) if f == "float" => false,
-        Some(Value::String(f)) if f == "base64" => true,
-        Some(_) => return Err(ApiError::invalid("encoding_format", "'encoding_format' is float or base64")),
-    };
+    let EmbeddingsRequest { inputs, base64 } = embeddings::parse(body)?;
     let mut data = Vec::with_capacity(inputs.len());
     let mut tokens = 0u64;
     let mut out = Vec::new();
     for (index, input) in inputs.iter().enumerate() {
-        if input.is_empty() {
-            return Err(ApiError::invalid("input", format!("input {index} is empty")));
-        }
+        embeddings::check_input(index, input)?;
         ctx.set_input(0, TensorType::U8, &[1], input.as_bytes()).map_err(|e| explain(ctx, "an input", e))?;
         ctx.compute().map_err(|e| explain(ctx, "an embedding", e))?;
         let answer = read(ctx, 0, &mut out)?;

@@ -13,13 +13,10 @@ mod audio;
 mod chat;
 mod embeddings;
 mod error;
-mod http;
 mod models;
-mod multipart;
 mod net;
 mod pool;
 mod template;
-mod tools;
 mod web;
 
 use std::process::ExitCode;

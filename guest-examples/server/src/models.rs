@@ -2,7 +2,7 @@
 //! list: a chat model (with its projector for pictures), an embedding graph and a Whisper
 //! model, each optional.
 
-use crate::error::ApiError;
+use server_api::ApiError;
 use crate::pool::Pool;
 use crate::template::ChatTemplate;
 use serde_json::{json, Value};

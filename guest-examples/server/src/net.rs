@@ -3,7 +3,7 @@
 //! and between two polls every running job advances by one step. Nothing here blocks on one
 //! client; a model call blocks for one token at most.
 
-use crate::http::{self, Parsed, Request};
+use server_api::http::{self, Parsed, Request};
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::time::{Duration, Instant, SystemTime};
@@ -30,8 +30,9 @@ pub struct Out {
 
 pub trait App {
     fn request(&mut self, conn: ConnId, request: Request) -> Reply;
-    /// Advance every running job by one step (one token at most).
-    fn step(&mut self, out: &mut Vec<Out>);
+    /// Advance every running job that can go on by one step (one token at most); whether any
+    /// did (jobs whose prompt is still being evaluated wait without holding the others up).
+    fn step(&mut self, out: &mut Vec<Out>) -> bool;
     /// Whether any job is running (then the loop polls without waiting).
     fn busy(&self) -> bool;
     /// The connection is gone: drop its job and free what it held.
@@ -69,6 +70,8 @@ struct Conn {
 
 const LISTENER: u64 = u64::MAX;
 const TIMER: u64 = u64::MAX - 1;
+/// How long the loop sleeps in `poll` when every running job waits for its prompt.
+const PROMPT_POLL: Duration = Duration::from_millis(2);
 /// Bytes read per call.
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -77,10 +80,15 @@ pub fn serve(listener: TcpListener, limits: Limits, app: &mut dyn App) -> std::i
     let mut next_id: ConnId = 0;
     let mut outs = Vec::new();
     let mut chunk = vec![0u8; READ_CHUNK];
+    let mut advanced = false;
     loop {
-        // Wait for sockets: not at all while jobs run (they are advanced below), else until
-        // the next timeout could fire.
-        let wait = if app.busy() { Duration::ZERO } else { Duration::from_millis(500) };
+        // Wait for sockets: not at all while jobs advance (they are stepped below), briefly
+        // while the running ones wait for their prompts, else until the next timeout could fire.
+        let wait = match (app.busy(), advanced) {
+            (true, true) => Duration::ZERO,
+            (true, false) => PROMPT_POLL,
+            (false, _) => Duration::from_millis(500),
+        };
         let mut subs = Vec::with_capacity(conns.len() + 2);
         subs.push(Subscription::io(LISTENER, &listener, true, false, None));
         for (&id, c) in &conns {
@@ -122,8 +130,9 @@ pub fn serve(listener: TcpListener, limits: Limits, app: &mut dyn App) -> std::i
         }
 
         // One step of every job.
+        advanced = false;
         if app.busy() {
-            app.step(&mut outs);
+            advanced = app.step(&mut outs);
             for out in outs.drain(..) {
                 let Some(c) = conns.get_mut(&out.conn) else {
                     app.cancel(out.conn);
@@ -164,7 +173,7 @@ pub fn serve(listener: TcpListener, limits: Limits, app: &mut dyn App) -> std::i
             if let Some(c) = conns.get_mut(&id) {
                 if !c.closing && !c.busy && c.request_started.is_some_and(|t| now - t > limits.request_timeout) {
                     // Say why, if the client still listens.
-                    let e = crate::error::ApiError::new(408, "the request did not arrive in time", "invalid_request_error");
+                    let e = server_api::ApiError::new(408, "the request did not arrive in time", "invalid_request_error");
                     let bytes = e.response(false);
                     let _ = c.stream.write(&bytes);
                 }
@@ -180,7 +189,7 @@ fn accept(listener: &TcpListener, conns: &mut HashMap<ConnId, Conn>, next_id: &m
             Ok((mut stream, _)) => {
                 if conns.len() >= limits.max_connections {
                     // Over the cap: say so and close (best effort: one non-blocking write).
-                    let e = crate::error::ApiError::busy(format!(
+                    let e = server_api::ApiError::busy(format!(
                         "this server has {} connections open, its cap (--max-connections)",
                         limits.max_connections
                     ));

@@ -4,7 +4,8 @@
 //! what is new. (The public guest crate cannot finalize a context; the plugin makes an idle
 //! one cheap, and this pool never makes more than its cap.)
 
-use crate::error::{self, ApiError};
+use crate::error;
+use server_api::ApiError;
 use wasmedge_wasi_nn::{Graph, GraphExecutionContext};
 
 pub struct Pool {
@@ -42,6 +43,15 @@ impl Pool {
                 self.max
             ))),
         }
+    }
+
+    /// Contexts made so far, and how many of them are answering a request now.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    pub fn counts(&self) -> (usize, usize) {
+        (self.made, self.made - self.idle.len())
     }
 
     /// `ctx` is free again; its KV holds `history` (the prompt and answer as text).

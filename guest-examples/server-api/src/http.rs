@@ -1,11 +1,11 @@
 //! HTTP/1.1 over byte buffers: a request is parsed (httparse) once its head and body have
 //! arrived; a response is written whole, or as a chunked stream (Server-Sent Events). No
-//! sockets here (see net.rs).
+//! sockets here (the server's net.rs has them).
 
 use crate::error::ApiError;
 
 /// Longest request head (request line and headers).
-const MAX_HEAD: usize = 64 * 1024;
+pub const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 64;
 
 pub struct Request {
@@ -42,6 +42,10 @@ pub fn parse(buf: &[u8], max_body: usize) -> Result<Parsed, ApiError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let head = match req.parse(buf) {
+        // The cap holds however the head arrived: in one read or in pieces.
+        Ok(httparse::Status::Complete(n)) if n > MAX_HEAD => {
+            return Err(ApiError::new(431, "the request's head is over 64 KiB", "invalid_request_error"))
+        }
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
             return Err(ApiError::new(431, "the request's head is over 64 KiB", "invalid_request_error"))
@@ -52,19 +56,21 @@ pub fn parse(buf: &[u8], max_body: usize) -> Result<Parsed, ApiError> {
         }
         Err(e) => return Err(ApiError::new(400, format!("not an HTTP request: {e}"), "invalid_request_error")),
     };
-    let headers: Vec<(String, Vec<u8>)> =
-        req.headers.iter().map(|h| (h.name.to_owned(), h.value.to_vec())).collect();
+    let headers: Vec<(String, Vec<u8>)> = req.headers.iter().map(|h| (h.name.to_owned(), h.value.to_vec())).collect();
     let find = |name: &str| {
-        headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| String::from_utf8_lossy(v).trim().to_owned())
+        headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| String::from_utf8_lossy(v).trim().to_owned())
     };
     if find("transfer-encoding").is_some_and(|v| !v.eq_ignore_ascii_case("identity")) {
         return Err(ApiError::new(411, "send the body with a Content-Length, not chunked", "invalid_request_error"));
     }
     let length = match find("content-length") {
         None => 0,
-        Some(v) => v
-            .parse::<usize>()
-            .map_err(|_| ApiError::new(400, format!("Content-Length {v:?} is not a number"), "invalid_request_error"))?,
+        Some(v) => v.parse::<usize>().map_err(|_| {
+            ApiError::new(400, format!("Content-Length {v:?} is not a number"), "invalid_request_error")
+        })?,
     };
     if length > max_body {
         return Err(ApiError::new(
@@ -182,4 +188,80 @@ pub fn event(out: &mut Vec<u8>, data: &str) {
     frame.extend_from_slice(data.as_bytes());
     frame.extend_from_slice(b"\n\n");
     chunk(out, &frame);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn complete(buf: &[u8], max_body: usize) -> (Request, usize) {
+        match parse(buf, max_body) {
+            Ok(Parsed::Complete(r, n)) => (r, n),
+            Ok(Parsed::Partial { .. }) => panic!("partial"),
+            Err(e) => panic!("{}", e.message),
+        }
+    }
+
+    #[test]
+    fn a_request_with_a_body_and_what_follows_it() {
+        let buf = b"POST /v1/embeddings?x=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n{}GET / HTTP/1.1\r\n\r\n";
+        let (r, n) = complete(buf, 16);
+        assert_eq!(
+            (r.method.as_str(), r.path.as_str(), r.body.as_slice(), r.keep_alive),
+            ("POST", "/v1/embeddings", &b"{}"[..], true)
+        );
+        assert_eq!(r.header("HOST"), Some("a"));
+        let (r, m) = complete(&buf[n..], 16);
+        assert_eq!((r.method.as_str(), r.path.as_str(), n + m), ("GET", "/", buf.len()));
+    }
+
+    #[test]
+    fn partial_heads_and_bodies_and_100_continue() {
+        let full = b"POST /x HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\nabcd";
+        let head = full.len() - 4;
+        for cut in 0..full.len() {
+            let continue_wanted = cut >= head;
+            assert!(
+                matches!(parse(&full[..cut], 8), Ok(Parsed::Partial { continue_wanted: c }) if c == continue_wanted),
+                "cut {cut}"
+            );
+        }
+        assert_eq!(complete(full, 8).1, full.len());
+    }
+
+    #[test]
+    fn refusals() {
+        let status = |buf: &[u8]| parse(buf, 8).err().map(|e| e.status);
+        assert_eq!(status(b"POST / HTTP/1.1\r\nContent-Length: 9\r\n\r\n"), Some(413));
+        assert_eq!(status(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"), Some(411));
+        assert_eq!(status(b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n"), Some(400));
+        assert_eq!(status(b"\x00\x01 / HTTP/1.1\r\n\r\n"), Some(400));
+        let mut long = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        long.resize(MAX_HEAD + 1, b'a');
+        assert_eq!(status(&long), Some(431));
+        // The same head, whole: refused too, not only while it is arriving.
+        long.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(status(&long), Some(431));
+        let many = format!("GET / HTTP/1.1\r\n{}\r\n", "A: b\r\n".repeat(MAX_HEADERS + 1));
+        assert_eq!(status(many.as_bytes()), Some(431));
+    }
+
+    #[test]
+    fn keep_alive() {
+        assert!(!complete(b"GET / HTTP/1.0\r\n\r\n", 0).0.keep_alive);
+        assert!(complete(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", 0).0.keep_alive);
+        assert!(!complete(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", 0).0.keep_alive);
+    }
+
+    #[test]
+    fn responses() {
+        let r = response(404, "text/plain", b"no", false, "X: y\r\n");
+        assert!(r.starts_with(b"HTTP/1.1 404 Not Found\r\n"));
+        assert!(r.ends_with(b"Content-Length: 2\r\nConnection: close\r\nX: y\r\n\r\nno"));
+        let mut out = Vec::new();
+        event(&mut out, "hi");
+        chunk(&mut out, b"");
+        last_chunk(&mut out);
+        assert_eq!(out, b"a\r\ndata: hi\n\n\r\n0\r\n\r\n");
+    }
 }

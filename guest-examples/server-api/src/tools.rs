@@ -4,6 +4,7 @@
 //! with arguments that follow that tool's schema. (llama.cpp's server answers the same way
 //! for templates without a tool-call format of their own: its "generic" format.)
 
+use crate::answer::AnswerReader;
 use crate::error::ApiError;
 use serde_json::{json, Value};
 
@@ -19,7 +20,9 @@ pub fn parse(tools: Option<&Value>, choice: Option<&Value>) -> Result<Option<Too
     let Some(tools) = tools else {
         return match choice {
             None | Some(Value::String(_)) => Ok(None),
-            Some(_) => Err(ApiError::invalid("tool_choice", "'tool_choice' names a function, but there are no 'tools'")),
+            Some(_) => {
+                Err(ApiError::invalid("tool_choice", "'tool_choice' names a function, but there are no 'tools'"))
+            }
         };
     };
     let Value::Array(list) = tools else {
@@ -41,7 +44,12 @@ pub fn parse(tools: Option<&Value>, choice: Option<&Value>) -> Result<Option<Too
         let parameters = match f.get("parameters") {
             None | Some(Value::Null) => json!({"type": "object", "properties": {}}),
             Some(p @ Value::Object(_)) => p.clone(),
-            Some(_) => return Err(ApiError::invalid(&format!("{param}.function.parameters"), "'parameters' must be a JSON schema object")),
+            Some(_) => {
+                return Err(ApiError::invalid(
+                    &format!("{param}.function.parameters"),
+                    "'parameters' must be a JSON schema object",
+                ))
+            }
         };
         functions.push((name.to_owned(), description, parameters));
     }
@@ -52,17 +60,23 @@ pub fn parse(tools: Option<&Value>, choice: Option<&Value>) -> Result<Option<Too
             "none" => return Ok(None),
             "auto" => {}
             "required" => must_call = true,
-            other => return Err(ApiError::invalid("tool_choice", format!("'tool_choice' is none, auto, required or a function, not {other:?}"))),
+            other => {
+                return Err(ApiError::invalid(
+                    "tool_choice",
+                    format!("'tool_choice' is none, auto, required or a function, not {other:?}"),
+                ))
+            }
         },
         Some(Value::Object(o)) => {
-            let name = o
-                .get("function")
-                .and_then(|f| f.get("name"))
-                .and_then(Value::as_str)
-                .ok_or_else(|| ApiError::invalid("tool_choice", "'tool_choice' must name {\"function\": {\"name\": ...}}"))?;
+            let name = o.get("function").and_then(|f| f.get("name")).and_then(Value::as_str).ok_or_else(|| {
+                ApiError::invalid("tool_choice", "'tool_choice' must name {\"function\": {\"name\": ...}}")
+            })?;
             functions.retain(|(n, _, _)| n == name);
             if functions.is_empty() {
-                return Err(ApiError::invalid("tool_choice", format!("'tool_choice' names {name:?}, which is not among 'tools'")));
+                return Err(ApiError::invalid(
+                    "tool_choice",
+                    format!("'tool_choice' names {name:?}, which is not among 'tools'"),
+                ));
             }
             must_call = true;
         }
@@ -93,7 +107,9 @@ impl Tools {
             })
             .collect();
         if !self.must_call {
-            forms.push(json!({"type": "object", "properties": {"response": {"type": "string"}}, "required": ["response"]}));
+            forms.push(
+                json!({"type": "object", "properties": {"response": {"type": "string"}}, "required": ["response"]}),
+            );
         }
         if forms.len() == 1 {
             forms.pop().unwrap_or_default()
@@ -119,26 +135,29 @@ impl Tools {
         text
     }
 
-    /// The model's answer, read.
+    /// The model's whole answer, read: a call (its arguments the JSON text the model wrote,
+    /// as a stream sends them), the direct answer's text, or — cut short or unreadable — the
+    /// text as it is.
     pub fn read_answer(&self, text: &str, id: &str) -> Answer {
-        let Ok(value) = serde_json::from_str::<Value>(text.trim()) else {
-            // Cut short (max_tokens): what there is, as text.
-            return Answer::Text(text.to_owned());
-        };
-        if let Some(call) = value.get("tool_call") {
-            let name = call.get("name").and_then(Value::as_str).unwrap_or_default();
-            let arguments = call.get("arguments").cloned().unwrap_or_else(|| json!({}));
-            return Answer::Calls(vec![json!({
-                "id": format!("call_{}", id.trim_start_matches("chatcmpl-")),
-                "type": "function",
-                "function": {"name": name, "arguments": arguments.to_string()},
-            })]);
+        let mut reader = AnswerReader::new();
+        reader.feed(text.as_bytes());
+        if serde_json::from_str::<Value>(text.trim()).is_ok() {
+            if let Some((name, arguments)) = reader.call(text.as_bytes()) {
+                return Answer::Calls(vec![json!({
+                    "id": call_id(id), "type": "function", "function": {"name": name, "arguments": arguments},
+                })]);
+            }
+            if let Some(response) = reader.response(text.as_bytes()) {
+                return Answer::Text(response);
+            }
         }
-        match value.get("response") {
-            Some(Value::String(s)) => Answer::Text(s.clone()),
-            _ => Answer::Text(text.to_owned()),
-        }
+        Answer::Text(text.to_owned())
     }
+}
+
+/// The id of the call made in the answer `id` (`chatcmpl-...`).
+pub fn call_id(id: &str) -> String {
+    format!("call_{}", id.trim_start_matches("chatcmpl-"))
 }
 
 pub enum Answer {
@@ -156,5 +175,61 @@ pub fn history_of_calls(calls: &[Value]) -> String {
         Some(other) => other.clone(),
         None => json!({}),
     };
-    json!({"tool_call": {"name": function.get("name").cloned().unwrap_or_default(), "arguments": arguments}}).to_string()
+    json!({"tool_call": {"name": function.get("name").cloned().unwrap_or_default(), "arguments": arguments}})
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tools() -> Value {
+        json!([
+            {"type": "function", "function": {"name": "weather", "description": "the weather", "parameters": {"type": "object"}}},
+            {"type": "function", "function": {"name": "time"}},
+        ])
+    }
+
+    #[test]
+    fn choices() {
+        let auto = parse(Some(&tools()), None).unwrap().unwrap();
+        assert_eq!(auto.schema()["anyOf"].as_array().map(Vec::len), Some(3));
+        assert!(auto.instructions().contains("\"weather\"") && auto.instructions().contains("\"response\""));
+        let required = parse(Some(&tools()), Some(&json!("required"))).unwrap().unwrap();
+        assert_eq!(required.schema()["anyOf"].as_array().map(Vec::len), Some(2));
+        let named =
+            parse(Some(&tools()), Some(&json!({"type": "function", "function": {"name": "time"}}))).unwrap().unwrap();
+        assert_eq!(named.schema()["properties"]["tool_call"]["properties"]["name"]["const"], "time");
+        assert!(parse(Some(&tools()), Some(&json!("none"))).unwrap().is_none());
+        assert!(parse(None, Some(&json!("auto"))).unwrap().is_none());
+        assert!(parse(Some(&json!([])), None).unwrap().is_none());
+    }
+
+    #[test]
+    fn refusals() {
+        let param = |t: Option<Value>, c: Option<Value>| parse(t.as_ref(), c.as_ref()).err().and_then(|e| e.param);
+        assert_eq!(param(None, Some(json!({"function": {"name": "f"}}))).as_deref(), Some("tool_choice"));
+        assert_eq!(param(Some(json!({})), None).as_deref(), Some("tools"));
+        assert_eq!(param(Some(json!([{"type": "web"}])), None).as_deref(), Some("tools[0]"));
+        assert_eq!(
+            param(Some(json!([{"type": "function", "function": {"name": ""}}])), None).as_deref(),
+            Some("tools[0].function.name")
+        );
+        assert_eq!(param(Some(tools()), Some(json!("sometimes"))).as_deref(), Some("tool_choice"));
+        assert_eq!(param(Some(tools()), Some(json!({"function": {"name": "nope"}}))).as_deref(), Some("tool_choice"));
+    }
+
+    #[test]
+    fn answers() {
+        let t = parse(Some(&tools()), None).unwrap().unwrap();
+        match t.read_answer(r#" {"tool_call": {"name": "time", "arguments": {"tz": "UTC"}}} "#, "chatcmpl-7") {
+            Answer::Calls(c) => {
+                assert_eq!(c[0]["id"], "call_7");
+                assert_eq!(c[0]["function"]["arguments"], r#"{"tz": "UTC"}"#);
+            }
+            Answer::Text(t) => panic!("text {t}"),
+        }
+        assert!(matches!(t.read_answer(r#"{"response": "hi"}"#, "x"), Answer::Text(s) if s == "hi"));
+        assert!(matches!(t.read_answer(r#"{"respo"#, "x"), Answer::Text(s) if s == r#"{"respo"#));
+    }
 }

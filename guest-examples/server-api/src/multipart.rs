@@ -38,7 +38,8 @@ pub fn parse<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<Part<'a>>, String
         };
         let content = &rest[head..];
         // The part ends at CRLF before the next delimiter.
-        let end = memchr::memmem::find(content, format!("\r\n{delimiter}").as_bytes()).ok_or("a multipart part with no closing boundary")?;
+        let end = memchr::memmem::find(content, format!("\r\n{delimiter}").as_bytes())
+            .ok_or("a multipart part with no closing boundary")?;
         let mut part = Part { name: String::new(), filename: None, content_type: None, body: &content[..end] };
         for h in headers.iter().take_while(|h| !h.name.is_empty()) {
             let value = String::from_utf8_lossy(h.value);
@@ -59,5 +60,35 @@ pub fn parse<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<Part<'a>>, String
         }
         parts.push(part);
         at = at + 2 + head + end + 2 + delimiter.len();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boundaries() {
+        assert_eq!(boundary("multipart/form-data; boundary=\"ab c\"").as_deref(), Some("ab c"));
+        assert_eq!(boundary("Multipart/Form-Data;charset=x; Boundary=xyz").as_deref(), Some("xyz"));
+        assert_eq!(boundary("multipart/mixed; boundary=xyz"), None);
+        assert_eq!(boundary("multipart/form-data"), None);
+    }
+
+    #[test]
+    fn parts() {
+        let body = b"preamble\r\n--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\nContent-Type: audio/wav\r\n\r\nRIFF\r\n--B\r\n\
+Content-Disposition: form-data; name=language\r\n\r\nen\r\n--B--\r\n";
+        let parts = parse(body, "B").unwrap();
+        assert_eq!(parts.len(), 2);
+        assert_eq!(
+            (parts[0].name.as_str(), parts[0].filename.as_deref(), parts[0].content_type.as_deref()),
+            ("file", Some("a.wav"), Some("audio/wav"))
+        );
+        assert_eq!(parts[0].body, b"RIFF");
+        assert_eq!((parts[1].name.as_str(), parts[1].body), ("language", &b"en"[..]));
+        assert!(parse(b"--B\r\n\r\nno end", "B").is_err());
+        assert!(parse(b"--Bx", "B").is_err());
+        assert!(parse(b"nothing", "B").is_err());
     }
 }
