@@ -58,9 +58,11 @@ FROM ${FILES} AS files
 
 # ---- runtime: WasmEdge, the plugin, the examples; no compilers ------------------------------
 FROM debian:trixie-slim
-# Debian 13 packages WasmEdge 0.14.1; libgomp1 runs ggml's OpenMP threads.
+# Debian 13 packages WasmEdge 0.14.1; libgomp1 runs ggml's OpenMP threads; tini, as PID 1,
+# passes SIGTERM on (a process that is PID 1 ignores it), so `docker stop` and a serverless
+# host's scale-down end the server at once instead of killing it after a grace period.
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends wasmedge libgomp1 \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends wasmedge libgomp1 tini \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=files /out/plugin/ /opt/wasmedge-nn/plugin/
 COPY --from=files /out/examples/ /opt/wasmedge-nn/examples/
@@ -72,5 +74,5 @@ ENV WASMEDGE_PLUGIN_PATH=/opt/wasmedge-nn/plugin \
 WORKDIR /work
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=10s --start-period=60s CMD ["wasmedge-nn", "health"]
-ENTRYPOINT ["wasmedge-nn"]
+ENTRYPOINT ["tini", "--", "wasmedge-nn"]
 CMD ["serve"]

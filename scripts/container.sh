@@ -4,7 +4,8 @@
 # comes from debootstrap instead of a registry. Idempotent; storage lives under
 # $NN_CACHE/containers, never in the system's.
 #
-#   scripts/container.sh            build the image, then check it: health check, the chat
+#   scripts/container.sh            build the image, then check it: its default command (the
+#                                   server) through `podman run -p`, its health check, the chat
 #                                   example on SmolLM2, the transcribe example on a sample
 #   scripts/container.sh build      only build it
 #   scripts/container.sh --prebuilt [build]
@@ -90,6 +91,9 @@ certs=()
 # Docker's image format: OCI images cannot carry the HEALTHCHECK.
 buildah bud --pull=never --runtime runc --layers --format docker "${certs[@]}" "${files[@]}" -t "$IMAGE" "$ROOT"
 podman images --format '{{.Repository}}:{{.Tag}} {{.Size}}' "$IMAGE"
+# Each build of changed sources leaves the previous build's layers behind (2 GB for the build
+# stage); the ones older than two days go, so the cache does not grow without end.
+podman image prune -f --filter until=48h >/dev/null 2>&1 || true
 [ "${1:-}" = build ] && exit 0
 
 run() {
@@ -98,20 +102,32 @@ run() {
 }
 log "health check"
 run --version
-log "the image's default command: the server, its health check, and a chat through it"
-# One container: the server in the background, then the image's health check and a request,
-# both from inside (bash's /dev/tcp; the image has no curl).
-out=$(run bash -c '
-  wasmedge-nn & server=$!
-  for _ in $(seq 120); do wasmedge-nn health 2>/dev/null && break; sleep 0.5; done
-  wasmedge-nn health || exit 1
-  body="{\"messages\": [{\"role\": \"system\", \"content\": \"You are a helpful assistant.\"}, {\"role\": \"user\", \"content\": \"What is the capital of France?\"}], \"temperature\": 0, \"max_tokens\": 32}"
-  exec 3<>/dev/tcp/127.0.0.1/8080
-  printf "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" "${#body}" "$body" >&3
-  timeout 60 cat <&3
-  kill $server')
+log "the image's default command: the server, through podman run -p"
+# As a serverless host runs it: detached, its port published, requests from outside. (The
+# health check runs when asked: podman's timer for it needs systemd.)
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+cid=$(podman run -d --runtime runc --ulimit nofile=1024:20000 --ulimit nproc=32768:32768 --health-interval disable \
+  -p "127.0.0.1:$port:8080" -v "$MODELS_DIR:/models:ro" "$IMAGE" 2>/dev/null)
+trap 'podman rm -f "$cid" >/dev/null 2>&1 || true' EXIT
+url=http://127.0.0.1:$port
+for _ in $(seq 240); do curl -sf "$url/health" >/dev/null && break; sleep 0.5; done
+curl -sf "$url/health" || { podman logs "$cid" | tail -20; log "the server did not answer $url/health"; exit 1; }
+echo
+podman healthcheck run "$cid" || { log "the image's HEALTHCHECK failed while the server ran"; exit 1; }
+out=$(curl -sS --max-time 120 "$url/v1/chat/completions" -H 'Content-Type: application/json' -d '{"messages": [
+  {"role": "system", "content": "You are a helpful assistant."},
+  {"role": "user", "content": "What is the capital of France?"}], "temperature": 0, "max_tokens": 32}')
 echo "$out"
 grep -q Paris <<< "$out" || { log "the server did not answer with Paris"; exit 1; }
+out=$(curl -sS --max-time 120 "$url/v1/audio/transcriptions" -F model=asr -F file=@"$MODELS_DIR/speech/fox.wav")
+echo "$out"
+grep -qi 'brown fox' <<< "$out" || { log "the server did not hear the fox"; exit 1; }
+# `podman stop` sends SIGTERM: the server ends on it (143), not killed after the grace period (137).
+podman stop -t 20 "$cid" >/dev/null 2>&1
+code=$(podman inspect --format '{{.State.ExitCode}}' "$cid")
+[ "$code" != 137 ] || { log "the server ignored SIGTERM and was killed"; exit 1; }
+log "the server stopped on SIGTERM (exit status $code)"
+podman rm -f "$cid" >/dev/null
 log "chat example on SmolLM2"
 out=$(run chat)
 echo "$out"
