@@ -9,6 +9,7 @@ this against a server started with as many contexts and plugin slots as clients)
    context, as /health counts them.
 3. The next 100 requests (streamed and whole, some dropped mid-stream, eight at a time) run in
    the memory the server had before them.
+4. Then eight at once get their solo answers again.
 """
 import json
 import os
@@ -147,4 +148,11 @@ print(f"ok: {done} more requests; resident {before} KiB before, {after} KiB afte
 assert done == 100
 assert h["chat_contexts"]["made"] <= CLIENTS, h
 assert growth < 0.05, f"resident memory grew from {before} to {after} KiB over 100 requests"
+
+# 4. After all that (contexts reused for other prompts, moved between the engine's slots with
+# their KV copied), eight at once still get exactly their answers alone.
+again = run_together([lambda q=q: ask(q, stream=True) for q in QUESTIONS])
+for q, alone, (text, _, _) in zip(QUESTIONS, solo, again):
+    assert text == alone, f"{q!r} after 100 requests: {text!r}, alone {alone!r}"
+print("ok: after them, eight at once still get their solo answers", flush=True)
 print("all ok")

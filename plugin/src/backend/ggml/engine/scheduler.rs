@@ -264,6 +264,7 @@ impl Scheduler {
         match command {
             Command::Start { seq, job: Job::Generate { prompt, options, stream } } => {
                 self.tick += 1;
+                self.keep_low(seq);
                 let mut generation = match Generation::new(&self.model, &options) {
                     Ok(g) => g,
                     Err(e) => return stream.finish(Err(e), Default::default()),
@@ -314,6 +315,8 @@ impl Scheduler {
                 }
                 record.active = None;
                 // (`ahead` says this prefill is pending: its context set that when it asked.)
+                self.keep_low(seq);
+                let record = self.records.get_mut(&seq).expect("made above");
                 // (A prompt evaluated ahead before stays in the KV for prefix reuse.)
                 let eval = PromptEval::new(tokens);
                 let started = self.tick;
@@ -524,6 +527,48 @@ impl Scheduler {
             }
         }
         true
+    }
+
+    /// Keep the sequences at work in the lowest slots: a sequence starting work (a prompt, a
+    /// generation) in a slot above one that is free or held by an idle sequence moves down
+    /// into it, its KV copied over (the idle holder's saved, as any evicted one's).
+    ///
+    /// llama.cpp computes a batch over the KV streams from its lowest sequence's to its
+    /// highest's: eight streams in slots 0, 1, 3, 5, 9, 10, 11 and 12 (as a server's contexts
+    /// end up after serving sixteen clients) took 20 ms a step with SmolLM2 where the same
+    /// eight in slots 0 to 7 take 12.
+    fn keep_low(&mut self, seq: u64) {
+        let Some(from) = self.records.get(&seq).and_then(|r| r.slot) else { return };
+        let idle = |r: &Record| r.active.is_none() && r.prefill.is_none();
+        let Some(to) = (0..from).find(|&t| match self.slots[t] {
+            None => true,
+            Some(holder) => self.records.get(&holder).is_some_and(idle),
+        }) else {
+            return;
+        };
+        if let Some(holder) = self.slots[to] {
+            self.evict(holder);
+        }
+        let Some(llama) = &mut self.llama else { return };
+        let record = self.records.get_mut(&seq).expect("has a slot");
+        if !record.cached.is_empty() {
+            let moved = llama
+                .cell
+                .borrow_dependent()
+                .state_seq_get(from as i32, LlamaStateSeqFlags::empty())
+                .and_then(|state| llama.cell.with_dependent_mut(|_, ctx| ctx.state_seq_set(&state, to as i32)));
+            if let Err(e) = moved {
+                // Where it is, it still works: only slower.
+                log::warn!("a sequence's KV could not be moved from slot {from} to {to} ({e})");
+                forget(&mut llama.cell, to, 0);
+                return;
+            }
+        }
+        forget(&mut llama.cell, from, 0);
+        self.slots[from] = None;
+        self.slots[to] = Some(seq);
+        record.slot = Some(to);
+        log::trace!("sequence {seq} moved from slot {from} to {to}");
     }
 
     /// Take `seq`'s slot away, its KV copied out (or, past the budget, dropped).
