@@ -3,6 +3,8 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
+const SYSTEM = "You are a helpful assistant.";
+const MAX_TOKENS = 1024;
 const state = { model: null, vision: false, asr: null, history: [], image: null, busy: false, recorder: null };
 
 function say(text) { $("status").textContent = text; }
@@ -90,7 +92,12 @@ async function send(text) {
     const response = await api("/v1/chat/completions", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ model: state.model, messages: state.history, stream: true }),
+      // A system message, as chat UIs give by default (small models ramble without one),
+      // and a cap on an answer's length.
+      body: JSON.stringify({
+        model: state.model, stream: true, max_tokens: MAX_TOKENS,
+        messages: [{ role: "system", content: SYSTEM }, ...state.history],
+      }),
     });
     for await (const chunk of events(response)) {
       if (chunk.error) throw new Error(chunk.error.message);
