@@ -68,6 +68,10 @@ COPY --from=files /out/plugin/ /opt/wasmedge-nn/plugin/
 COPY --from=files /out/examples/ /opt/wasmedge-nn/examples/
 COPY --from=files /out/nn-check.wasm /out/VERSION /opt/wasmedge-nn/
 COPY docker/wasmedge-nn /usr/local/bin/wasmedge-nn
+# The server compiled ahead of time, as a generic x86-64 binary (any CPU runs it): its own
+# code (HTTP, JSON, templates, per token) runs natively instead of in WasmEdge's interpreter.
+RUN wasmedge compile --generic-binary /opt/wasmedge-nn/examples/server.wasm /tmp/server.wasm >/dev/null \
+ && mv /tmp/server.wasm /opt/wasmedge-nn/examples/server.wasm
 ENV WASMEDGE_PLUGIN_PATH=/opt/wasmedge-nn/plugin \
     MODEL=/models/SmolLM2-135M-Instruct.Q4_1.gguf \
     WHISPER_MODEL=/models/ggml-tiny.en.bin

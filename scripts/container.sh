@@ -97,7 +97,7 @@ podman image prune -f --filter until=48h >/dev/null 2>&1 || true
 [ "${1:-}" = build ] && exit 0
 
 run() {
-  podman run --runtime runc --ulimit nofile=1024:20000 --ulimit nproc=32768:32768 --rm \
+  podman run --runtime runc --ulimit nofile=1024:20000 --ulimit nproc=32768:32768 --health-interval disable --rm \
     -v "$MODELS_DIR:/models:ro" "$IMAGE" "$@"
 }
 log "health check"
