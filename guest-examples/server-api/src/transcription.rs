@@ -82,21 +82,19 @@ mod tests {
 
     /// A 16 kHz mono 16-bit WAV of `samples` silent samples.
     fn wav(samples: u32) -> Vec<u8> {
-        let data = samples * 2;
-        let mut w = b"RIFF".to_vec();
-        w.extend((36 + data).to_le_bytes());
-        w.extend(b"WAVEfmt ");
-        w.extend(16u32.to_le_bytes());
-        w.extend(1u16.to_le_bytes()); // PCM
-        w.extend(1u16.to_le_bytes()); // mono
-        w.extend(16_000u32.to_le_bytes());
-        w.extend(32_000u32.to_le_bytes());
-        w.extend(2u16.to_le_bytes());
-        w.extend(16u16.to_le_bytes());
-        w.extend(b"data");
-        w.extend(data.to_le_bytes());
-        w.resize(w.len() + data as usize, 0);
-        w
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 16_000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = std::io::Cursor::new(Vec::new());
+        let mut writer = hound::WavWriter::new(&mut w, spec).expect("a WAV writer");
+        for _ in 0..samples {
+            writer.write_sample(0i16).expect("a sample");
+        }
+        writer.finalize().expect("a whole WAV");
+        w.into_inner()
     }
 
     fn form(fields: &[(&str, &[u8])]) -> Vec<u8> {
@@ -147,7 +145,10 @@ mod tests {
             Some((400, Some("temperature".into())))
         );
         for t in [&b"nan"[..], b"inf", b"-1", b"1.5"] {
-            assert_eq!(refused(TYPE, &form(&[("file", &audio), ("temperature", t)])), Some((400, Some("temperature".into()))));
+            assert_eq!(
+                refused(TYPE, &form(&[("file", &audio), ("temperature", t)])),
+                Some((400, Some("temperature".into())))
+            );
         }
     }
 }

@@ -80,6 +80,13 @@ struct Record {
     prefill: Option<Box<Prefill>>,
 }
 
+impl Record {
+    /// Neither generating nor evaluating a prompt ahead: its slot may be taken.
+    fn idle(&self) -> bool {
+        self.active.is_none() && self.prefill.is_none()
+    }
+}
+
 /// A prompt's evaluation, in chunks.
 struct PromptEval {
     tokens: Vec<LlamaToken>,
@@ -480,7 +487,6 @@ impl Scheduler {
     fn take_slot(&mut self, seq: u64, runnable: &[u64]) -> bool {
         let free = self.slots.iter().position(Option::is_none);
         let ahead = self.records[&seq].active.is_none();
-        let idle = |r: &Record| r.active.is_none() && r.prefill.is_none();
         let slot = match free {
             Some(slot) => slot,
             None => {
@@ -489,7 +495,7 @@ impl Scheduler {
                     .iter()
                     .flatten()
                     .filter(|s| !runnable.contains(s))
-                    .filter(|s| !ahead || self.records.get(s).is_some_and(idle))
+                    .filter(|s| !ahead || self.records.get(s).is_some_and(Record::idle))
                     .min_by_key(|s| self.records.get(s).map_or(0, |r| r.last_used))
                     .copied();
                 let Some(victim) = victim else { return false };
@@ -539,10 +545,9 @@ impl Scheduler {
     /// eight in slots 0 to 7 take 12.
     fn keep_low(&mut self, seq: u64) {
         let Some(from) = self.records.get(&seq).and_then(|r| r.slot) else { return };
-        let idle = |r: &Record| r.active.is_none() && r.prefill.is_none();
         let Some(to) = (0..from).find(|&t| match self.slots[t] {
             None => true,
-            Some(holder) => self.records.get(&holder).is_some_and(idle),
+            Some(holder) => self.records.get(&holder).is_some_and(Record::idle),
         }) else {
             return;
         };
@@ -620,7 +625,7 @@ impl Scheduler {
             let oldest = self
                 .records
                 .iter()
-                .filter(|(_, r)| r.saved.is_some() && r.active.is_none() && r.prefill.is_none())
+                .filter(|(_, r)| r.saved.is_some() && r.idle())
                 .min_by_key(|(_, r)| r.last_used)
                 .map(|(&s, _)| s);
             let Some(seq) = oldest else { break };
