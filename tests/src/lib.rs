@@ -16,7 +16,8 @@ pub fn root() -> PathBuf {
     // Cargo sets CARGO_MANIFEST_DIR when it runs a test, too: that is the clone being tested.
     // The value compiled in is where this library was built, which a build cache shared by
     // clones at other paths can keep.
-    let manifest = std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    let manifest =
+        std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
     manifest.parent().unwrap().to_path_buf()
 }
 

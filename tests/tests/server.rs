@@ -170,14 +170,28 @@ fn a_template_that_differs_from_chatml_renders_as_llama_cpp_renders_it() {
     // The template's own checks speak: two user turns in a row are refused with its message.
     let body = r#"{"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]}"#;
     let response = server.post("/v1/chat/completions", body);
-    assert!(response.starts_with("HTTP/1.1 400") && response.contains("Conversation roles must alternate"), "{response}");
+    assert!(
+        response.starts_with("HTTP/1.1 400") && response.contains("Conversation roles must alternate"),
+        "{response}"
+    );
 }
 
 #[test]
 fn bad_input_gets_an_http_error_and_the_server_keeps_serving() {
     let server = Server::start(
         &[ggml_preload("chat", SMOLLM2)],
-        &["--chat", "chat", "--contexts", "1", "--max-body-mib", "1", "--max-connections", "6", "--request-timeout", "1"],
+        &[
+            "--chat",
+            "chat",
+            "--contexts",
+            "1",
+            "--max-body-mib",
+            "1",
+            "--max-connections",
+            "6",
+            "--request-timeout",
+            "1",
+        ],
     );
     let status = |r: &str| r.split(' ').nth(1).unwrap_or("").to_owned();
     let error_of = |r: &str| -> serde_json::Value {
@@ -190,9 +204,11 @@ fn bad_input_gets_an_http_error_and_the_server_keeps_serving() {
     assert_eq!((status(&r), error_of(&r)["type"].as_str()), ("400".into(), Some("invalid_request_error")), "{r}");
     let r = server.post("/v1/chat/completions", r#"{"messages": "hello"}"#);
     assert_eq!((status(&r), error_of(&r)["param"].as_str()), ("400".into(), Some("messages")), "{r}");
-    let r = server.post("/v1/chat/completions", r#"{"messages": [{"role": "user", "content": "hi"}], "max_tokens": -3}"#);
+    let r =
+        server.post("/v1/chat/completions", r#"{"messages": [{"role": "user", "content": "hi"}], "max_tokens": -3}"#);
     assert_eq!((status(&r), error_of(&r)["param"].as_str()), ("400".into(), Some("max_tokens")), "{r}");
-    let r = server.post("/v1/chat/completions", r#"{"model": "gpt-9", "messages": [{"role": "user", "content": "hi"}]}"#);
+    let r =
+        server.post("/v1/chat/completions", r#"{"model": "gpt-9", "messages": [{"role": "user", "content": "hi"}]}"#);
     assert_eq!((status(&r), error_of(&r)["code"].as_str()), ("404".into(), Some("model_not_found")), "{r}");
     assert_eq!(status(&server.get("/v2/nothing").unwrap()), "404");
     // Not served here: embeddings and transcriptions, with the flag to give.
@@ -224,7 +240,8 @@ fn bad_input_gets_an_http_error_and_the_server_keeps_serving() {
     // A client that goes away mid-stream frees its context at once: with one context, the
     // next request is answered (not 503).
     let mut s = server.connect();
-    let body = r#"{"messages": [{"role": "user", "content": "Write a long story."}], "stream": true, "max_tokens": 2000}"#;
+    let body =
+        r#"{"messages": [{"role": "user", "content": "Write a long story."}], "stream": true, "max_tokens": 2000}"#;
     write!(s, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
     let mut first = [0u8; 512];
     let n = s.read(&mut first).unwrap();
@@ -232,7 +249,8 @@ fn bad_input_gets_an_http_error_and_the_server_keeps_serving() {
     drop(s);
     // (The server sees the hang-up on its next pass over the sockets.)
     std::thread::sleep(Duration::from_millis(200));
-    let r = server.post("/v1/chat/completions", r#"{"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}"#);
+    let r =
+        server.post("/v1/chat/completions", r#"{"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}"#);
     assert_eq!(status(&r), "200", "{r}");
 
     // A prompt longer than the context: 400 with the reason.
@@ -258,15 +276,19 @@ fn eight_clients_at_once_get_their_solo_answers_and_a_killed_one_leaves_nothing(
 
 #[test]
 fn the_page_chats_sees_and_hears_in_chromium() {
-    let preloads = [
-        ggml_preload("tiny", "tiny/tiny-llama.gguf"),
-        format!("asr:Whisper:AUTO:{}", model(WHISPER_TINY_EN)),
-    ];
-    let server = Server::start(&preloads, &["--chat", "tiny", "--mmproj", "test-models/tiny/tiny-mmproj.gguf", "--asr", "asr"]);
+    let preloads =
+        [ggml_preload("tiny", "tiny/tiny-llama.gguf"), format!("asr:Whisper:AUTO:{}", model(WHISPER_TINY_EN))];
+    let server =
+        Server::start(&preloads, &["--chat", "tiny", "--mmproj", "test-models/tiny/tiny-mmproj.gguf", "--asr", "asr"]);
     let page = format!("http://127.0.0.1:{}/", server.port);
     let stdout = client(
         "browser.py",
-        &[&page, &format!("{SPEECH}/paris.wav"), "test-models/tiny/picture-a.png", var_path("NN_CACHE").to_str().unwrap()],
+        &[
+            &page,
+            &format!("{SPEECH}/paris.wav"),
+            "test-models/tiny/picture-a.png",
+            var_path("NN_CACHE").to_str().unwrap(),
+        ],
     );
     assert!(stdout.contains("all ok"));
 }
