@@ -19,6 +19,7 @@ pub mod logging;
 pub mod nn;
 pub mod plugin_dir;
 pub mod preload;
+pub mod prompt_cache;
 pub mod registry;
 pub mod stderr_capture;
 // Left out of unit-test builds: its symbols come from the libwasmedge of the loading process.
