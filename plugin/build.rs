@@ -7,4 +7,15 @@ fn main() {
     if std::env::var_os("CARGO_FEATURE_GGML").is_some() {
         println!("cargo:rustc-cdylib-link-arg=-Wl,--disable-new-dtags,-rpath,$ORIGIN/wasmedge-nn");
     }
+    // The llama-cpp-sys-2 release built in, which pins the llama.cpp sources it vendors: it
+    // names the build whose KV states the prompt cache keeps (backend/ggml/build_info.rs).
+    let lock = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.lock");
+    println!("cargo:rerun-if-changed={}", lock.display());
+    let text = std::fs::read_to_string(&lock).unwrap_or_default();
+    let version = text
+        .split("[[package]]")
+        .find(|p| p.contains("name = \"llama-cpp-sys-2\""))
+        .and_then(|p| p.lines().find_map(|l| l.strip_prefix("version = \"")?.strip_suffix('"').map(str::to_owned)))
+        .unwrap_or_else(|| "unknown".to_owned());
+    println!("cargo:rustc-env=LLAMA_CPP_SYS_VERSION={version}");
 }

@@ -12,7 +12,7 @@ mod memory;
 use crate::abi::{Errno, GuestMemory};
 use crate::error::{NnError, NnResult};
 use crate::registry::Owner;
-use crate::{confine, limits, logging, nn, preload};
+use crate::{confine, limits, logging, nn, preload, prompt_cache};
 use ffi::*;
 use memory::FrameMemory;
 use std::ffi::{c_char, c_void};
@@ -170,11 +170,12 @@ unsafe extern "C" fn create_module(_: *const WasmEdge_ModuleDescriptor) -> *mut 
             d.caps.map(|c| d.option_u32(c));
         let given = limits::Given { contexts, workers, graphs, ctx_size, input_mib, swap_mib, slots, deterministic };
         limits::set(limits::Limits::resolve(given));
+        prompt_cache::configure(d.string_option(d.prompt_cache), d.option_u32(d.prompt_cache_mib));
         nn::init(crate::backend::builtin(), || {
             let args = command_line();
             let mut values = preload::values_from_args(args.clone());
             values.extend(preload::values_from_env());
-            let preloads = preload::collect(values, d.preload_value());
+            let preloads = preload::collect(values, d.string_option(d.preload));
             // Files a guest names must be in its --dir directories (or be preloaded models).
             let args: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
             let dirs = confine::dirs_from(&args);
@@ -223,6 +224,9 @@ struct Descriptor {
     preload: *mut WasmEdge_String,
     /// Storage of the UInt32 options, in the order of [`CAPS`].
     caps: [*mut u32; 8],
+    /// `--nn-prompt-cache DIR` and `--nn-prompt-cache-mib N`.
+    prompt_cache: *mut WasmEdge_String,
+    prompt_cache_mib: *mut u32,
 }
 
 /// The cap options: name and description (NUL-terminated), in the order of `limits::Given`.
@@ -242,11 +246,13 @@ unsafe impl Send for Descriptor {}
 unsafe impl Sync for Descriptor {}
 
 impl Descriptor {
-    /// The value WasmEdge stored for `--nn-preload` (its last occurrence).
-    fn preload_value(&self) -> Option<String> {
-        // SAFETY: `preload` points to the leaked option storage; WasmEdge stores a string
-        // that lives as long as its option parser (the whole process for the CLI).
-        let s = unsafe { *self.preload };
+    /// The value WasmEdge stored for a String option (for `--nn-preload`, its last
+    /// occurrence).
+    fn string_option(&self, storage: *mut WasmEdge_String) -> Option<String> {
+        // SAFETY: `storage` is one of the leaked option storages of this descriptor; WasmEdge
+        // stores a string that lives as long as its option parser (the whole process for the
+        // CLI).
+        let s = unsafe { *storage };
         if s.Buf.is_null() || s.Length == 0 {
             return None;
         }
@@ -289,15 +295,36 @@ fn descriptor() -> &'static Descriptor {
         let default: &'static WasmEdge_String =
             Box::leak(Box::new(WasmEdge_String { Length: 0, Buf: EMPTY.as_ptr() as *const c_char }));
         let preload: *mut WasmEdge_String = Box::leak(Box::new(WasmEdge_String { Length: 0, Buf: std::ptr::null() }));
+        let prompt_cache: *mut WasmEdge_String =
+            Box::leak(Box::new(WasmEdge_String { Length: 0, Buf: std::ptr::null() }));
         let caps: [*mut u32; 8] = std::array::from_fn(|_| Box::leak(Box::new(0u32)) as *mut u32);
+        let prompt_cache_mib: *mut u32 = Box::leak(Box::new(0u32));
         static ZERO: u32 = 0;
-        let mut list = vec![WasmEdge_ProgramOption {
-            Name: c"nn-preload".as_ptr(),
-            Description: c"Preload a model: NAME:ENCODING:TARGET:PATH[#sha256=HEX] (repeatable)".as_ptr(),
-            Type: WasmEdge_ProgramOptionType_String,
-            Storage: preload.cast(),
-            DefaultValue: (default as *const WasmEdge_String).cast(),
-        }];
+        let mut list = vec![
+            WasmEdge_ProgramOption {
+                Name: c"nn-preload".as_ptr(),
+                Description: c"Preload a model: NAME:ENCODING:TARGET:PATH[#sha256=HEX] (repeatable)".as_ptr(),
+                Type: WasmEdge_ProgramOptionType_String,
+                Storage: preload.cast(),
+                DefaultValue: (default as *const WasmEdge_String).cast(),
+            },
+            WasmEdge_ProgramOption {
+                Name: c"nn-prompt-cache".as_ptr(),
+                Description: c"Directory where evaluated prompts' KV is kept for later processes (off by default)"
+                    .as_ptr(),
+                Type: WasmEdge_ProgramOptionType_String,
+                Storage: prompt_cache.cast(),
+                DefaultValue: (default as *const WasmEdge_String).cast(),
+            },
+            WasmEdge_ProgramOption {
+                Name: c"nn-prompt-cache-mib".as_ptr(),
+                Description: c"Most MiB the prompt cache directory holds; least recently used go first (default 2048)"
+                    .as_ptr(),
+                Type: WasmEdge_ProgramOptionType_UInt32,
+                Storage: prompt_cache_mib.cast(),
+                DefaultValue: (&ZERO as *const u32).cast(),
+            },
+        ];
         for ((name, description), storage) in CAPS.iter().zip(caps) {
             list.push(WasmEdge_ProgramOption {
                 Name: name.as_ptr().cast(),
@@ -332,6 +359,8 @@ fn descriptor() -> &'static Descriptor {
             },
             preload,
             caps,
+            prompt_cache,
+            prompt_cache_mib,
         }
     })
 }

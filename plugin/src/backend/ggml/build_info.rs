@@ -33,3 +33,23 @@ pub fn get() -> &'static BuildInfo {
     });
     &INFO
 }
+
+/// What produced a KV state, for the prompt cache: the llama-cpp-sys-2 release (which pins
+/// the vendored llama.cpp and ggml sources), ggml's version, and this plugin's. A state made
+/// by any other build is never restored.
+pub fn state_producer() -> &'static str {
+    static TEXT: Lazy<String> = Lazy::new(|| {
+        // SAFETY: both return pointers to static NUL-terminated strings.
+        let (version, commit) = unsafe {
+            (CStr::from_ptr(llama_cpp_sys_2::ggml_version()), CStr::from_ptr(llama_cpp_sys_2::ggml_commit()))
+        };
+        format!(
+            "llama-cpp-sys-2 {}, ggml {} ({}), wasmedge-nn {}",
+            env!("LLAMA_CPP_SYS_VERSION"),
+            version.to_string_lossy(),
+            commit.to_string_lossy(),
+            env!("CARGO_PKG_VERSION")
+        )
+    });
+    &TEXT
+}

@@ -265,6 +265,7 @@ impl GgmlContext {
             "output_tokens": self.output_tokens,
             "prompt_tokens_evaluated": m.prompt_evaluated,
             "prompt_tokens_reused": m.prompt_reused,
+            "prompt_tokens_cached": m.prompt_restored,
             "prompt_ms": (m.prompt_ms * 1e3).round() / 1e3,
             "generation_ms": (m.generation_ms * 1e3).round() / 1e3,
             "tokens_per_second": (m.tokens_per_second * 1e3).round() / 1e3,

@@ -50,9 +50,11 @@ pub enum End {
 /// What a generation cost, for output 1 and the log.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Metrics {
-    /// Prompt tokens evaluated, and those reused from the KV cache instead.
+    /// Prompt tokens evaluated, those reused from the context's KV instead, and those
+    /// restored from the prompt cache on disk (the three add up to the prompt).
     pub prompt_evaluated: usize,
     pub prompt_reused: usize,
+    pub prompt_restored: usize,
     pub prompt_ms: f64,
     pub generation_ms: f64,
     pub tokens_per_second: f64,
@@ -133,16 +135,18 @@ impl Generation {
         })
     }
 
-    /// The prompt is in the KV cache: `evaluated` tokens were computed, `reused` kept.
-    pub fn prompt_done(&mut self, evaluated: usize, reused: usize) {
+    /// The prompt is in the KV cache: `evaluated` tokens were computed, `reused` kept,
+    /// `restored` read from the prompt cache.
+    pub fn prompt_done(&mut self, evaluated: usize, reused: usize, restored: usize) {
         let ms = self.prompt_started.elapsed().as_secs_f64() * 1e3;
-        self.prompt_done_in(evaluated, reused, ms);
+        self.prompt_done_in(evaluated, reused, restored, ms);
     }
 
     /// [`Self::prompt_done`] for a prompt evaluated ahead, in `ms`.
-    pub fn prompt_done_in(&mut self, evaluated: usize, reused: usize, ms: f64) {
+    pub fn prompt_done_in(&mut self, evaluated: usize, reused: usize, restored: usize, ms: f64) {
         self.metrics.prompt_evaluated = evaluated;
         self.metrics.prompt_reused = reused;
+        self.metrics.prompt_restored = restored;
         self.metrics.prompt_ms = ms;
         self.generation_started = Instant::now();
     }
@@ -242,9 +246,10 @@ impl Generation {
         self.finished = true;
         let m = &self.metrics;
         log::info!(
-            "prompt: {} tokens evaluated, {} reused, {:.1} ms; generated {} tokens in {:.1} ms ({:.1} tokens/s); stopped: {end:?}",
+            "prompt: {} tokens evaluated, {} reused, {} restored from the prompt cache, {:.1} ms; generated {} tokens in {:.1} ms ({:.1} tokens/s); stopped: {end:?}",
             m.prompt_evaluated,
             m.prompt_reused,
+            m.prompt_restored,
             m.prompt_ms,
             self.generated,
             m.generation_ms,

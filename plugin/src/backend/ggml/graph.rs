@@ -61,6 +61,9 @@ pub struct GgmlGraph {
     /// The batching engines of this graph's contexts, one per context shape, alive while a
     /// context uses them.
     engines: Mutex<HashMap<EngineKey, Weak<Engine>>>,
+    /// The model's identity for the prompt cache (its bytes' sha256), worked out when the
+    /// cache is first used; `None` inside: it could not be (logged).
+    identity: OnceCell<Option<[u8; 32]>>,
 }
 
 /// A loaded projector, and the sha256 pins its file has been checked against.
@@ -74,10 +77,43 @@ impl GgmlGraph {
         if let Some(engine) = engines.get(&key).and_then(Weak::upgrade) {
             return Ok(engine);
         }
-        let engine = Engine::start(self.model.clone(), options)?;
+        let engine = Engine::start(self.model.clone(), options, self.prompt_cache(options))?;
         engines.retain(|_, e| e.strong_count() > 0);
         engines.insert(key, Arc::downgrade(&engine));
         Ok(engine)
+    }
+
+    /// Where engines of this model with these options keep prompt states across processes,
+    /// when the host set a prompt cache. Its namespace is what a state depends on besides its
+    /// tokens: the model's bytes, the settings that change what the KV holds (where layers
+    /// ran, flash attention, the cache's types) and the build of llama.cpp. (Embeddings keep
+    /// nothing in the KV.)
+    fn prompt_cache(&self, options: &Options) -> Option<crate::prompt_cache::Namespace> {
+        if options.embedding {
+            return None;
+        }
+        let store = crate::prompt_cache::store()?;
+        let identity = self.identity.get_or_init(|| {
+            let path = self.path.as_deref()?;
+            store
+                .model_identity(path)
+                .map_err(|e| {
+                    log::warn!("prompt cache: cannot hash {} ({e}); its prompts are not cached", path.display())
+                })
+                .ok()
+        });
+        let identity = crate::prompt_cache::hex(&(*identity)?);
+        let flash = match options.flash_attn {
+            None => "auto",
+            Some(true) => "on",
+            Some(false) => "off",
+        };
+        let what = format!(
+            "model sha256 {identity}; n-gpu-layers {}; flash-attn {flash}; kv f16/f16; {}",
+            self.options.n_gpu_layers.max(0),
+            super::build_info::state_producer()
+        );
+        Some(crate::prompt_cache::Namespace::new(store, what))
     }
 
     /// Per-context metadata cannot change how the model was loaded (`n-gpu-layers`,
@@ -117,9 +153,20 @@ impl GgmlGraph {
 }
 
 impl GgmlBackend {
-    fn load(&self, path: &Path, options: Options, keep_path: bool) -> NnResult<Box<dyn Graph>> {
+    /// Load the model at `path`: a file of the host's (`bytes_identity` None), or the
+    /// in-memory file of a guest's bytes, whose sha256 the prompt cache then goes by.
+    fn load(
+        &self,
+        path: &Path,
+        options: Options,
+        bytes_identity: Option<Option<[u8; 32]>>,
+    ) -> NnResult<Box<dyn Graph>> {
         let model = Arc::new(Self::load_model(path, &options)?);
-        let graph = GgmlGraph::new(model, options, keep_path.then(|| path.to_path_buf()))?;
+        let (file, identity) = match bytes_identity {
+            None => (Some(path.to_path_buf()), OnceCell::new()),
+            Some(identity) => (None, OnceCell::with_value(identity)),
+        };
+        let graph = GgmlGraph::new(model, options, file, identity)?;
         Ok(Box::new(Arc::new(graph)))
     }
 
@@ -188,7 +235,12 @@ fn memory_file(bytes: &[u8]) -> NnResult<std::fs::File> {
 }
 
 impl GgmlGraph {
-    fn new(model: Arc<LlamaModel>, options: Options, path: Option<PathBuf>) -> NnResult<Self> {
+    fn new(
+        model: Arc<LlamaModel>,
+        options: Options,
+        path: Option<PathBuf>,
+        identity: OnceCell<Option<[u8; 32]>>,
+    ) -> NnResult<Self> {
         // A grammar or schema in the load config is checked now, as a projector named there.
         super::grammar::check(&model, &options)?;
         let graph = GgmlGraph {
@@ -198,6 +250,7 @@ impl GgmlGraph {
             warned_load_time: AtomicBool::new(false),
             visions: Mutex::default(),
             engines: Mutex::default(),
+            identity,
         };
         if let Some(mmproj) = &graph.options.mmproj {
             graph.vision(mmproj, graph.options.mmproj_sha256.as_deref(), graph.options.threads)?;
@@ -225,13 +278,15 @@ impl Backend for GgmlBackend {
         // written to disk or to the guest's directories), opened by its /proc path.
         let file = memory_file(model)?;
         let path = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
-        let graph = self.load(&path, options, false);
+        // (Hashed only for the prompt cache, which needs to know the model.)
+        let identity = crate::prompt_cache::store().map(|_| crate::prompt_cache::Store::bytes_identity(model));
+        let graph = self.load(&path, options, Some(identity));
         drop(file); // llama.cpp has mapped or read it
         graph
     }
 
     fn load_from_file(&self, path: &Path, config: Option<&[u8]>, _target: ExecutionTarget) -> NnResult<Box<dyn Graph>> {
-        self.load(path, load_options(config)?, true)
+        self.load(path, load_options(config)?, None)
     }
 }
 
@@ -260,6 +315,6 @@ impl Graph for Arc<GgmlGraph> {
             );
             Arc::new(GgmlBackend::load_model(path, &options)?)
         };
-        Ok(Box::new(Arc::new(GgmlGraph::new(model, options, self.path.clone())?)))
+        Ok(Box::new(Arc::new(GgmlGraph::new(model, options, self.path.clone(), self.identity.clone())?)))
     }
 }

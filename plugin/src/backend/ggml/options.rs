@@ -158,6 +158,9 @@ struct Metadata {
     /// llama-core names it `json_schema`).
     #[serde(alias = "json_schema")]
     json_schema: Option<serde_json::Value>,
+    /// WasmEdge's plugin reads (and then ignores) a prompt-cache path from the guest; here
+    /// the host alone chooses where prompt states go (`--nn-prompt-cache`).
+    path_prompt_cache: Option<serde_json::Value>,
 }
 
 macro_rules! apply {
@@ -170,6 +173,13 @@ impl Options {
     /// Apply a JSON document on top of these options. Nothing changes when it fails.
     pub fn apply_json(&mut self, json: &[u8]) -> NnResult<()> {
         let m: Metadata = crate::backend::config::parse(json)?;
+        if m.path_prompt_cache.is_some() {
+            log::warn!(
+                "path-prompt-cache is ignored: the host chooses where prompts are cached (--nn-prompt-cache DIR \
+                 on the wasmedge command line, or {}); a guest cannot",
+                crate::prompt_cache::DIR_ENV
+            );
+        }
         let mut next = self.clone();
         apply!(
             next,

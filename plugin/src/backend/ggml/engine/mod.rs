@@ -21,8 +21,10 @@
 //! that no generation took yet is rolled back when its slot is needed.
 //!
 //! Module map: [`stream`] is the token queue between a generation and its guest;
-//! [`scheduler`] owns the llama.cpp context, the slots and the batching loop.
+//! [`scheduler`] owns the llama.cpp context, the slots and the batching loop; [`persist`]
+//! moves slots' KV to and from the prompt cache on disk.
 
+mod persist;
 mod scheduler;
 mod stream;
 
@@ -150,6 +152,7 @@ struct Ready {
     logits: Vec<f32>,
     evaluated: usize,
     reused: usize,
+    restored: usize,
     ms: f64,
     batch_tokens: usize,
 }
@@ -230,12 +233,18 @@ pub struct Engine {
 static NEXT_SEQUENCE: AtomicU64 = AtomicU64::new(1);
 
 impl Engine {
-    /// Start an engine for `model` with the context shape of `options`. Its llama.cpp context
-    /// is made on first use, with `--nn-slots` sequences.
-    pub fn start(model: Arc<LlamaModel>, options: &Options) -> NnResult<Arc<Self>> {
+    /// Start an engine for `model` with the context shape of `options`, keeping long prompts'
+    /// KV in `cache` when the host set a prompt cache. Its llama.cpp context is made on first
+    /// use, with `--nn-slots` sequences.
+    pub fn start(
+        model: Arc<LlamaModel>,
+        options: &Options,
+        cache: Option<crate::prompt_cache::Namespace>,
+    ) -> NnResult<Arc<Self>> {
         let inbox = Arc::new(Inbox { state: Mutex::default(), wake: Condvar::new() });
         let key = EngineKey::of(options);
-        let scheduler = scheduler::Scheduler::new(model.clone(), options.clone(), inbox.clone(), crate::limits::get());
+        let limits = crate::limits::get();
+        let scheduler = scheduler::Scheduler::new(model.clone(), options.clone(), inbox.clone(), limits, cache);
         let done = crate::compute_threads::spawn(move || scheduler.run())?;
         log::debug!("engine started: {key:?}");
         Ok(Arc::new(Self { model, inbox, key, done: Mutex::new(Some(done)) }))
@@ -319,7 +328,7 @@ impl Sequence {
                 return Job::Resume { generation: None, ctx_size, stream };
             }
         };
-        generation.prompt_done_in(ready.evaluated, ready.reused, ready.ms);
+        generation.prompt_done_in(ready.evaluated, ready.reused, ready.restored, ready.ms);
         generation.set_batch_tokens(ready.batch_tokens);
         let mut piece = Vec::with_capacity(16);
         let generation = match generation.sample_logits(&self.engine.model, &ready.logits, &mut piece) {

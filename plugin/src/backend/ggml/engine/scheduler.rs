@@ -14,6 +14,7 @@
 //! more across threads but not a batch's). With `--nn-deterministic` every sequence is decoded
 //! on its own instead, as if it ran alone.
 
+use super::persist::{self, Restored};
 use super::stream::Shared as StreamShared;
 use super::{Ahead, Command, Inbox, Job, Ready};
 use crate::abi::Errno;
@@ -22,6 +23,7 @@ use crate::backend::ggml::options::Options;
 use crate::backend::ggml::vision::Vision;
 use crate::error::{NnError, NnResult};
 use crate::limits::Limits;
+use crate::prompt_cache::Namespace;
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::session::{LlamaStateSeqFlags, SeqState};
 use llama_cpp_2::context::LlamaContext;
@@ -95,6 +97,12 @@ struct PromptEval {
     next: Option<usize>,
     /// Tokens kept from the KV instead of evaluated.
     reused: usize,
+    /// Tokens restored from the prompt cache instead of evaluated.
+    restored: usize,
+    /// Evaluated as a fresh context evaluates the prompt alone (see [`persist::exact_point`]):
+    /// from position 0 or an exact restore, every micro-batch this prompt's alone and as long
+    /// as alignment allows. Only such a prompt's KV is saved to the prompt cache.
+    exact: bool,
 }
 
 /// A text prompt evaluated ahead of its generation (`Sequence::prefill`): after every
@@ -148,17 +156,22 @@ impl Entry {
 
 impl PromptEval {
     fn new(tokens: Vec<LlamaToken>) -> Self {
-        Self { tokens, next: None, reused: 0 }
+        Self { tokens, next: None, reused: 0, restored: 0, exact: true }
     }
 
-    /// Tokens evaluated rather than reused.
+    /// Tokens evaluated rather than reused or restored.
     fn evaluated(&self) -> usize {
-        self.tokens.len() - self.reused
+        self.tokens.len() - self.reused - self.restored
     }
 
-    /// Add the next chunk, at most `room` tokens, to `batch` for `slot`; the first works out
-    /// what the KV (`cached`) shares with the prompt and drops the rest. The chunk's length
-    /// and, when it ends the prompt, the batch index of the last token's logits.
+    /// Add the next chunk, at most `room` tokens and never past a multiple of `ubatch`, to
+    /// `batch` for `slot`; the first works out what the KV (`cached`) shares with the prompt
+    /// and drops the rest, or puts a longer prefix there from the prompt cache. The chunk's
+    /// length and, when it ends the prompt, the batch index of the last token's logits.
+    ///
+    /// (Chunks end on multiples of `ubatch`, as a fresh evaluation's do, so a prompt resumed
+    /// after a restore is computed in the same micro-batches as it would be from the start.)
+    #[allow(clippy::too_many_arguments)]
     fn add_chunk(
         &mut self,
         cached: &mut Vec<LlamaToken>,
@@ -166,6 +179,8 @@ impl PromptEval {
         slot: usize,
         batch: &mut LlamaBatch,
         room: &mut usize,
+        ubatch: usize,
+        cache: Option<&Namespace>,
     ) -> Option<(usize, Option<i32>)> {
         let from = match self.next {
             Some(from) => from,
@@ -174,14 +189,27 @@ impl PromptEval {
                 let keep = if forget(cell, slot, keep) { keep } else { 0 };
                 cached.truncate(keep);
                 self.reused = keep;
-                self.next = Some(keep);
-                keep
+                // What was kept was computed in other batches (a conversation's answers one
+                // token at a time): not what a fresh evaluation computes.
+                self.exact = keep == 0;
+                let restored = cache.map_or(Restored::Nothing, |cache| {
+                    cell.with_dependent_mut(|_, ctx| persist::restore(cache, ctx, slot, &self.tokens, keep, ubatch))
+                });
+                if let Restored::Prefix(n) = restored {
+                    cached.clear();
+                    cached.extend_from_slice(&self.tokens[..n]);
+                    (self.reused, self.restored, self.exact) = (0, n, true);
+                }
+                self.next = Some(cached.len());
+                cached.len()
             }
         };
         if *room == 0 {
             return None;
         }
-        let count = (self.tokens.len() - from).min(*room);
+        let whole = (self.tokens.len() - from).min(ubatch - from % ubatch);
+        let count = whole.min(*room);
+        self.exact &= count == whole;
         *room -= count;
         let last = from + count == self.tokens.len();
         let mut logits = None;
@@ -202,9 +230,9 @@ impl PromptEval {
         self.next = Some(from + count);
     }
 
-    /// Where the KV stood before this evaluation.
+    /// Where the KV stood before this evaluation (after a restore).
     fn base(&self, cached: &[LlamaToken]) -> usize {
-        self.next.map_or(cached.len(), |_| self.reused)
+        self.next.map_or(cached.len(), |_| self.reused + self.restored)
     }
 }
 
@@ -223,10 +251,18 @@ pub struct Scheduler {
     bytes_per_token: usize,
     tick: u64,
     piece: Vec<u8>,
+    /// Where long prompts' KV is kept across processes (the host's prompt cache).
+    cache: Option<Namespace>,
 }
 
 impl Scheduler {
-    pub fn new(model: Arc<LlamaModel>, options: Options, inbox: Arc<Inbox>, limits: Limits) -> Self {
+    pub fn new(
+        model: Arc<LlamaModel>,
+        options: Options,
+        inbox: Arc<Inbox>,
+        limits: Limits,
+        cache: Option<Namespace>,
+    ) -> Self {
         Self {
             model,
             options,
@@ -239,6 +275,7 @@ impl Scheduler {
             bytes_per_token: 0,
             tick: 0,
             piece: Vec::with_capacity(64),
+            cache,
         }
     }
 
@@ -288,7 +325,7 @@ impl Scheduler {
                             p.ahead.clear();
                         }
                         if let Some(r) = &ready {
-                            generation.prompt_done_in(r.evaluated, r.reused, r.ms);
+                            generation.prompt_done_in(r.evaluated, r.reused, r.restored, r.ms);
                         }
                         Phase::Prompt(p.eval)
                     }
@@ -305,7 +342,8 @@ impl Scheduler {
                 };
                 let ctx_size = options.ctx_size as usize;
                 // A generation still running on this sequence is replaced.
-                let active = record.active.insert(Box::new(Active { stream, phase, generation, ctx_size, started: self.tick }));
+                let active =
+                    record.active.insert(Box::new(Active { stream, phase, generation, ctx_size, started: self.tick }));
                 if let Some(ready) = ready {
                     // Its first token, from the logits its evaluation left.
                     let result = active.generation.sample_logits(&self.model, &ready.logits, &mut self.piece);
@@ -327,7 +365,8 @@ impl Scheduler {
                 // (A prompt evaluated ahead before stays in the KV for prefix reuse.)
                 let eval = PromptEval::new(tokens);
                 let started = self.tick;
-                record.prefill = Some(Box::new(Prefill { eval, serial, ahead, started, began: Instant::now(), done: false }));
+                record.prefill =
+                    Some(Box::new(Prefill { eval, serial, ahead, started, began: Instant::now(), done: false }));
             }
             Command::Start { seq, job: Job::Resume { generation, ctx_size, stream } } => {
                 self.tick += 1;
@@ -339,7 +378,8 @@ impl Scheduler {
                 if let Some(generation) = generation {
                     let started = self.tick;
                     let generation = *generation;
-                    record.active = Some(Box::new(Active { stream, phase: Phase::Generate, generation, ctx_size, started }));
+                    record.active =
+                        Some(Box::new(Active { stream, phase: Phase::Generate, generation, ctx_size, started }));
                 }
             }
             Command::Start { seq, job: Job::Embed { tokens, reply } } => {
@@ -468,12 +508,14 @@ impl Scheduler {
     /// shapes was measured to change its later tokens, so the shape never changes.)
     fn open(&mut self) -> NnResult<()> {
         let slots = self.limits.slots.max(1);
+        let started = Instant::now();
         let cell = new_context(&self.model, &self.options, slots)?;
         log::info!(
-            "engine context: {slots} sequences of ctx-size {} (threads {}, batch-size {})",
+            "engine context: {slots} sequences of ctx-size {} (threads {}, batch-size {}), made in {} ms",
             self.options.ctx_size,
             self.options.threads,
-            cell.borrow_dependent().n_batch()
+            cell.borrow_dependent().n_batch(),
+            started.elapsed().as_millis()
         );
         let batch = LlamaBatch::new(cell.borrow_dependent().n_batch() as usize, 1);
         self.llama = Some(Llama { cell, batch });
@@ -649,11 +691,14 @@ impl Scheduler {
 
     /// One `llama_decode` for the text sequences placed this step.
     fn decode(&mut self, seqs: &[u64]) {
-        let Self { llama, records, options, piece, tick, .. } = self;
+        let Self { llama, records, options, piece, tick, cache, .. } = self;
+        let cache = cache.as_ref();
         let Some(llama) = llama else { return };
         *tick += 1;
         let n_batch = llama.cell.borrow_dependent().n_batch() as usize;
         let n_ubatch = llama.cell.borrow_dependent().n_ubatch() as usize;
+        // (As llama.cpp splits a batch: the prompt chunks below fit one micro-batch.)
+        let ubatch = n_ubatch.min(n_batch);
         let batch = &mut llama.batch;
         batch.clear();
         let mut entries = Vec::with_capacity(seqs.len());
@@ -668,8 +713,15 @@ impl Scheduler {
             record.last_used = *tick;
             let Some(active) = record.active.as_mut() else {
                 let p = record.prefill.as_mut().expect("runnable");
-                let chunk =
-                    p.eval.add_chunk(&mut record.cached, &mut llama.cell, slot as usize, batch, &mut prompt_room);
+                let chunk = p.eval.add_chunk(
+                    &mut record.cached,
+                    &mut llama.cell,
+                    slot as usize,
+                    batch,
+                    &mut prompt_room,
+                    ubatch,
+                    cache,
+                );
                 if let Some((count, logits)) = chunk {
                     entries.push(Entry::Prefill { seq, count, logits });
                 }
@@ -690,8 +742,15 @@ impl Scheduler {
                     entries.push(Entry::Token { seq, token, logits: logits.then_some(idx) });
                 }
                 Phase::Prompt(eval) => {
-                    let chunk =
-                        eval.add_chunk(&mut record.cached, &mut llama.cell, slot as usize, batch, &mut prompt_room);
+                    let chunk = eval.add_chunk(
+                        &mut record.cached,
+                        &mut llama.cell,
+                        slot as usize,
+                        batch,
+                        &mut prompt_room,
+                        ubatch,
+                        cache,
+                    );
                     if let Some((count, logits)) = chunk {
                         entries.push(Entry::Prompt { seq, count, logits });
                     }
@@ -707,7 +766,7 @@ impl Scheduler {
             let _cores = crate::cores::cpu().acquire(threads as usize);
             let started = std::time::Instant::now();
             let decoded = llama.cell.with_dependent_mut(|_, ctx| ctx.decode(batch));
-            log::trace!(
+            log::debug!(
                 "decoded {batch_tokens} tokens of {} sequences in {:.2} ms (slots {:?})",
                 seqs.len(),
                 started.elapsed().as_secs_f64() * 1e3,
@@ -731,6 +790,12 @@ impl Scheduler {
             }
             return;
         }
+        // Prompts evaluated now that are worth keeping for later processes: saved once every
+        // sequence's token of this step is out.
+        let mut to_save = Vec::new();
+        // A prompt chunk batched with other sequences' work is computed in the last bits as
+        // that batch makes it, not as a prompt alone.
+        let alone = entries.len() == 1;
         for entry in entries {
             match entry {
                 Entry::Token { seq, token, logits } => {
@@ -752,8 +817,12 @@ impl Scheduler {
                     let active = record.active.as_mut().expect("in the batch");
                     let Phase::Prompt(eval) = &mut active.phase else { unreachable!() };
                     eval.chunk_done(&mut record.cached, count);
+                    eval.exact &= alone;
                     if let Some(idx) = logits {
-                        active.generation.prompt_done(eval.evaluated(), eval.reused);
+                        if cache.is_some() && eval.exact && eval.evaluated() >= persist::SAVE_AFTER {
+                            to_save.push(seq);
+                        }
+                        active.generation.prompt_done(eval.evaluated(), eval.reused, eval.restored);
                         let result =
                             llama.cell.with_dependent_mut(|m, ctx| active.generation.sample(m, ctx, idx, piece));
                         settle(records, seq, result, batch_tokens, piece);
@@ -763,16 +832,29 @@ impl Scheduler {
                     let record = records.get_mut(&seq).expect("in the batch");
                     let p = record.prefill.as_mut().expect("in the batch");
                     p.eval.chunk_done(&mut record.cached, count);
+                    p.eval.exact &= alone;
                     if let Some(idx) = logits {
                         // Kept for the generation's first token (the next decode overwrites
                         // the context's).
                         let logits = llama.cell.borrow_dependent().get_logits_ith(idx).to_vec();
                         let ms = p.began.elapsed().as_secs_f64() * 1e3;
-                        let (evaluated, reused, serial) = (p.eval.evaluated(), p.eval.reused, p.serial);
-                        p.ahead.publish(Ready { serial, logits, evaluated, reused, ms, batch_tokens });
+                        let (evaluated, reused, restored) = (p.eval.evaluated(), p.eval.reused, p.eval.restored);
+                        if cache.is_some() && p.eval.exact && evaluated >= persist::SAVE_AFTER {
+                            to_save.push(seq);
+                        }
+                        let serial = p.serial;
+                        p.ahead.publish(Ready { serial, logits, evaluated, reused, restored, ms, batch_tokens });
                         p.done = true;
                     }
                 }
+            }
+        }
+        if let Some(cache) = cache {
+            // (The first generated token is not in the KV yet: it holds the prompt alone.)
+            for seq in to_save {
+                let record = &records[&seq];
+                let slot = record.slot.expect("in the batch");
+                persist::save(cache, llama.cell.borrow_dependent(), slot, &record.cached);
             }
         }
     }
@@ -799,7 +881,7 @@ impl Scheduler {
             Ok(end) => {
                 let positions = end.max(0) as usize;
                 record.cached.resize(positions, NOT_A_TOKEN);
-                active.generation.prompt_done(positions, 0);
+                active.generation.prompt_done(positions, 0, 0);
                 let piece = &mut self.piece;
                 llama.cell.with_dependent_mut(|m, ctx| active.generation.sample(m, ctx, -1, piece))
             }
