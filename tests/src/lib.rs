@@ -122,9 +122,15 @@ pub fn run_host(env: &[(&str, &str)], host_args: &[&str], wasm: &Path, args: &[&
 /// [`run_host`] for guests that watch the host's memory: `wasmedge` also maps its own /proc
 /// entry at the guest's `/hostproc` (through `sh -c exec`, which keeps the shell's pid).
 pub fn run_host_with_proc(host_args: &[&str], wasm: &Path, args: &[&str]) -> Output {
+    run_host_with_proc_env(&[], host_args, wasm, args)
+}
+
+/// [`run_host_with_proc`] with extra environment variables for the host.
+pub fn run_host_with_proc_env(env: &[(&str, &str)], host_args: &[&str], wasm: &Path, args: &[&str]) -> Output {
     let script = r#"exec "$0" --dir .:. --dir "/hostproc:/proc/$$" "$@""#;
     let out = Command::new("sh")
         .env_remove("LD_LIBRARY_PATH")
+        .envs(env.iter().copied())
         .args(["-c", script])
         .arg(wasmedge_bin())
         .args(host_args)
