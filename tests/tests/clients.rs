@@ -390,3 +390,45 @@ fn output_1_of_a_fresh_context_carries_llama_cpp_s_build_as_llamaedge_reads_it()
     assert_eq!(meta["llama_commit"].as_str(), Some(commit.as_str()), "{meta}");
     assert_eq!((meta["input_tokens"].as_u64(), meta["output_tokens"].as_u64()), (Some(0), Some(0)), "{meta}");
 }
+
+/// With no logging set up at all, a refused call says why on stderr (a guest that never reads
+/// output 1's `last_error` still tells its user); `WASMEDGE_NN_LOG=off` silences it.
+#[test]
+fn a_refused_call_says_why_by_default_and_off_silences_it() {
+    let outside = tempfile::tempdir().unwrap();
+    let picture = outside.path().join("secret.png");
+    std::fs::write(&picture, b"not even a picture").unwrap();
+    let config = format!(r#"{{"temp": 0, "n-predict": 4, "image": "{}"}}"#, picture.display());
+    let prompt = chatml("What is in the picture?");
+    // ("": as if the variable were not set at all.)
+    for (level, says) in [("", true), ("off", false)] {
+        let out = client(&[("WASMEDGE_NN_LOG", level)], &["generate", "default", &prompt, &config]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("error: compute: BackendError(InvalidArgument)"), "{stdout}");
+        let log = String::from_utf8_lossy(&out.stderr);
+        let reason = "is outside the directories given to the guest";
+        assert_eq!(log.contains(reason), says, "WASMEDGE_NN_LOG={level:?}, stderr:\n{log}");
+        if says {
+            assert_log_says(&log, &["compute", "InvalidArgument", "--dir"]);
+        }
+    }
+}
+
+/// WasmEdge's `tts` example asks for speech (`tts`, `model-vocoder`, `tts-output-file`): this
+/// plugin makes none, so the request fails with UnsupportedOperation naming TTS, at load and
+/// on a context, instead of answering with text the guest would write into its WAV file.
+#[test]
+fn text_to_speech_is_refused_with_its_reason_not_answered_with_text() {
+    let tts =
+        r#"{"tts": true, "model-vocoder": "WavTokenizer-Large-75-F16.gguf", "tts-output-file": "output-buffer.wav"}"#;
+    let out = client(&[("WASMEDGE_NN_LOG", "")], &["generate", "default", &chatml("Hello"), tts]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("error: set_input(1): BackendError(UnsupportedOperation)"), "{stdout}");
+    assert!(!stdout.contains("text:"), "text was generated: {stdout}");
+    assert_log_says(&String::from_utf8_lossy(&out.stderr), &["text-to-speech (TTS", "not supported"]);
+    // As the load config too.
+    let out = client(&[], &["embed", "default", "Hello", tts]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("error: load_by_name: BackendError(UnsupportedOperation)"), "{stdout}");
+    assert!(!root().join("output-buffer.wav").exists());
+}

@@ -81,10 +81,8 @@ fn dispatch(f: &HostFunction, owner: Owner, memory: Option<FrameMemory>, args: &
         Ok(Ok(())) => Errno::Success,
         Ok(Err(e)) => {
             match e.errno {
+                // The end of a stream: how every stream ends, not a failure.
                 Errno::EndOfSequence => log::debug!("{}: {}", f.name, e.message),
-                Errno::ContextFull | Errno::PromptTooLong => {
-                    log::info!("{}: {}", f.name, e.message)
-                }
                 _ => log::error!("{}({args:?}) failed with {:?}: {}", f.name, e.errno, e.message),
             }
             e.errno

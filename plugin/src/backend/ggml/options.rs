@@ -3,6 +3,7 @@
 //! send extra ones); a key of the wrong JSON type is InvalidArgument; JSON that does not
 //! parse is InvalidEncoding.
 
+use crate::abi::Errno;
 use crate::error::{NnError, NnResult};
 use serde::Deserialize;
 
@@ -161,7 +162,16 @@ struct Metadata {
     /// WasmEdge's plugin reads (and then ignores) a prompt-cache path from the guest; here
     /// the host alone chooses where prompt states go (`--nn-prompt-cache`).
     path_prompt_cache: Option<serde_json::Value>,
+    /// Text-to-speech (WasmEdge's plugin, built with it, makes a WAV file with a vocoder):
+    /// not done here, so refused rather than answered with text.
+    tts: Option<bool>,
+    model_vocoder: Option<String>,
+    tts_output_file: Option<String>,
+    tts_speaker_file: Option<String>,
 }
+
+/// The text-to-speech keys; any of them set asks for audio this plugin does not make.
+const TTS_KEYS: &str = "tts, model-vocoder, tts-output-file, tts-speaker-file";
 
 macro_rules! apply {
     ($opts:ident, $meta:ident, $($field:ident),*) => {
@@ -173,6 +183,16 @@ impl Options {
     /// Apply a JSON document on top of these options. Nothing changes when it fails.
     pub fn apply_json(&mut self, json: &[u8]) -> NnResult<()> {
         let m: Metadata = crate::backend::config::parse(json)?;
+        let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
+        if m.tts == Some(true) || set(&m.model_vocoder) || set(&m.tts_output_file) || set(&m.tts_speaker_file) {
+            return Err(NnError::new(
+                Errno::UnsupportedOperation,
+                format!(
+                    "text-to-speech (TTS: {TTS_KEYS}) is not supported by this plugin: it would generate text, \
+                     not audio; leave these keys out, or use a WASI-NN plugin built with TTS for speech"
+                ),
+            ));
+        }
         if m.path_prompt_cache.is_some() {
             log::warn!(
                 "path-prompt-cache is ignored: the host chooses where prompts are cached (--nn-prompt-cache DIR \
@@ -348,7 +368,24 @@ impl crate::backend::config::Configurable for Options {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::abi::Errno;
+
+    #[test]
+    fn text_to_speech_is_refused_not_answered_with_text() {
+        let mut o = Options::default();
+        for json in [
+            r#"{"tts": true}"#,
+            r#"{"model-vocoder": "WavTokenizer.gguf"}"#,
+            r#"{"tts-output-file": "out.wav"}"#,
+            r#"{"tts": true, "model-vocoder": "v.gguf", "tts-output-file": "o.wav", "tts-speaker-file": "s.json"}"#,
+        ] {
+            let e = o.apply_json(json.as_bytes()).unwrap_err();
+            assert_eq!(e.errno, Errno::UnsupportedOperation, "{json}");
+            assert!(e.message.contains("TTS"), "{}", e.message);
+        }
+        assert_eq!(o, Options::default());
+        // Said off, or left empty (as clients send defaults), they ask for nothing.
+        o.apply_json(br#"{"tts": false, "model-vocoder": "", "tts-output-file": ""}"#).unwrap();
+    }
 
     #[test]
     fn applies_known_keys_and_ignores_unknown_ones() {
