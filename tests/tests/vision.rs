@@ -121,6 +121,47 @@ fn pictures_given_every_way_match_native_mtmd_and_outside_files_stay_unopened() 
     assert!(watch.read_events(&mut buffer).map(|e| e.count()).unwrap_or(0) > 0, "inotify saw no open at all");
 }
 
+/// A chat about a picture: the second turn, on the context that answered the first, keeps
+/// what its KV holds of the conversation (the picture's tokens, compared by the picture's
+/// bytes, and the first turn's text) and evaluates only the rest; its greedy answer is a
+/// fresh context's, and native mtmd's, for the whole conversation.
+#[test]
+fn a_second_turn_about_a_picture_evaluates_only_the_new_part() {
+    let outside = tempfile::tempdir().unwrap();
+    let out = run_host(
+        &[("WASMEDGE_NN_LOG", "error")],
+        &["--nn-preload", &ggml_preload("tiny", TINY)],
+        &guest("vision"),
+        &["tiny", "test-models/tiny", outside.path().join("none.png").to_str().unwrap(), &"0".repeat(64)],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    println!("{stdout}");
+    assert!(out.status.success());
+    let line = |label: &str| labelled(&stdout, label);
+    let meta = |label: &str| -> serde_json::Value { serde_json::from_str(&line(label)).unwrap() };
+    let count = |m: &serde_json::Value, key: &str| m[key].as_u64().unwrap_or_else(|| panic!("{key} in {m}"));
+    let (first, second, fresh) = (meta("chat_1_meta"), meta("chat_2_meta"), meta("chat_fresh_meta"));
+    let reused = count(&second, "prompt_tokens_reused");
+    let evaluated = count(&second, "prompt_tokens_evaluated");
+    assert_eq!(reused + evaluated, count(&second, "input_tokens"), "{second}");
+    // All of the first turn's prompt (its picture included) is kept.
+    assert!(reused >= count(&first, "input_tokens"), "the first turn was not kept: {first} then {second}");
+    assert_eq!(count(&fresh, "prompt_tokens_reused"), 0, "{fresh}");
+    assert_eq!(count(&fresh, "prompt_tokens_evaluated"), count(&second, "input_tokens"));
+    assert_eq!(line("chat_2"), line("chat_fresh"));
+    // ... which is native mtmd's answer to the whole conversation.
+    let said = String::from_utf8_lossy(&hex_bytes(&line("chat_1"))).into_owned();
+    let conversation =
+        format!("{PROMPT}{said}<|im_end|>\n<|im_start|>user\nand what colour is it<|im_end|>\n<|im_start|>assistant\n")
+            .replace("<image>", mtmd_default_marker());
+    let png = std::fs::read(tiny("picture-a.png")).unwrap();
+    assert_eq!(line("chat_2"), native(&conversation, Image::Encoded(&png)));
+}
+
+fn hex_bytes(hex: &str) -> Vec<u8> {
+    (0..hex.len() / 2).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap()).collect()
+}
+
 /// The `llava` example (guest-examples/llava) streams what native mtmd generates for the same
 /// picture and question.
 #[test]

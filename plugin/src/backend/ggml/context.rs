@@ -146,7 +146,7 @@ impl GgmlContext {
         let chunks = vision.tokenize(&media)?;
         self.input_tokens = chunks.total_tokens();
         log::debug!("prompt with {} images: {} tokens", media.images.len(), self.input_tokens);
-        Ok(Prompt::Media { chunks, vision })
+        Ok(Prompt::Media { chunks, vision, media })
     }
 
     /// Start evaluating a text prompt as soon as it is given: prompts given to several

@@ -5,7 +5,7 @@
 //! text a whole compute produces.
 
 use super::options::Options;
-use super::vision::Vision;
+use super::vision::{MediaPrompt, Vision};
 use crate::error::NnResult;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::model::LlamaModel;
@@ -17,10 +17,11 @@ use llama_cpp_2::token::LlamaToken;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// What a generation starts from: prompt tokens, or a prompt with images (mtmd chunks).
+/// What a generation starts from: prompt tokens, or a prompt with images (mtmd chunks, and
+/// the prompt they came from, for evaluating a part of it again).
 pub enum Prompt {
     Tokens(Vec<LlamaToken>),
-    Media { chunks: MtmdInputChunks, vision: Arc<Vision> },
+    Media { chunks: MtmdInputChunks, vision: Arc<Vision>, media: MediaPrompt },
 }
 
 impl Prompt {

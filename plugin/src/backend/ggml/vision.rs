@@ -50,6 +50,12 @@ impl Vision {
         Ok(Self { ctx: Mutex::new(ctx) })
     }
 
+    /// Whether images take other positions than their tokens (M-RoPE): their KV cannot be
+    /// told apart by position, so it is never reused.
+    pub fn uses_mrope(&self) -> bool {
+        self.lock().decode_use_mrope()
+    }
+
     /// The mtmd context, for encoding (one image encoding at a time per projector).
     pub fn lock(&self) -> MutexGuard<'_, MtmdContext> {
         self.ctx.lock().unwrap_or_else(|p| p.into_inner())
@@ -69,11 +75,21 @@ impl Vision {
         })
     }
 
-    /// Tokenize a prompt with its images, placed as the module's notes say.
+    /// Tokenize a prompt with its images, placed as the module's notes say. Each image's
+    /// chunk carries the image's [`Image::id`], so a later prompt can tell the same picture.
     pub fn tokenize(&self, prompt: &MediaPrompt) -> NnResult<MtmdInputChunks> {
-        let bitmaps = prompt.images.iter().map(|i| self.decode(i)).collect::<NnResult<Vec<_>>>()?;
+        self.tokenize_part(&prompt.text, &prompt.images, true)
+    }
+
+    /// Tokenize `text` with `images`, the start of a prompt (`add_special`: BOS) or a later
+    /// part of one.
+    pub fn tokenize_part(&self, text: &str, images: &[Image], add_special: bool) -> NnResult<MtmdInputChunks> {
+        let mut bitmaps = images.iter().map(|i| self.decode(i)).collect::<NnResult<Vec<_>>>()?;
+        for (bitmap, image) in bitmaps.iter_mut().zip(images) {
+            bitmap.set_id(&image.id()).expect("hex has no NUL");
+        }
         let refs: Vec<&MtmdBitmap> = bitmaps.iter().collect();
-        let text = MtmdInputText { text: prompt.text.clone(), add_special: true, parse_special: true };
+        let text = MtmdInputText { text: text.to_owned(), add_special, parse_special: true };
         self.lock().tokenize(text, &refs).map_err(|e| {
             NnError::invalid_argument(format!("the prompt and its images cannot be tokenized together: {e}"))
         })
@@ -111,6 +127,26 @@ impl Image {
             }
             None => Ok(Self::Encoded(t.data.to_vec())),
         }
+    }
+
+    /// What tells this picture from any other: a hash of its bytes (and, for raw pixels,
+    /// its size).
+    pub fn id(&self) -> String {
+        use xxhash_rust::xxh3::Xxh3;
+        let mut h = Xxh3::new();
+        match self {
+            Image::Encoded(bytes) => {
+                h.update(b"encoded");
+                h.update(bytes);
+            }
+            Image::Rgb { width, height, pixels } => {
+                h.update(b"rgb");
+                h.update(&width.to_le_bytes());
+                h.update(&height.to_le_bytes());
+                h.update(pixels);
+            }
+        }
+        format!("{:032x}", h.digest128())
     }
 
     fn describe(&self) -> String {

@@ -147,4 +147,25 @@ fn main() {
     let mut ctx = context(&graph, &with_mmproj);
     ctx.set_input(2, TensorType::U8, &[png.len()], &png).unwrap();
     println!("after: {}", show(answer(&mut ctx, PROMPT)));
+
+    // A chat about a picture, two turns on one context (the picture given again, as a tensor,
+    // with each prompt): the second turn's output 1, and a fresh context's answer to it.
+    let turn = |ctx: &mut GraphExecutionContext, prompt: &str| {
+        ctx.set_input(2, TensorType::U8, &[png.len()], &png).unwrap();
+        let text = answer(ctx, prompt).expect("a chat turn");
+        (text, String::from_utf8(output(ctx, 1)).unwrap())
+    };
+    let mut ctx = context(&graph, &with_mmproj);
+    let (first, first_meta) = turn(&mut ctx, PROMPT);
+    let said = String::from_utf8_lossy(&output(&ctx, 0)).into_owned();
+    let second =
+        format!("{PROMPT}{said}<|im_end|>\n<|im_start|>user\nand what colour is it<|im_end|>\n<|im_start|>assistant\n");
+    let (answer_2, meta_2) = turn(&mut ctx, &second);
+    let (fresh, fresh_meta) = turn(&mut context(&graph, &with_mmproj), &second);
+    println!("chat_1: {first}");
+    println!("chat_1_meta: {first_meta}");
+    println!("chat_2: {answer_2}");
+    println!("chat_2_meta: {meta_2}");
+    println!("chat_fresh: {fresh}");
+    println!("chat_fresh_meta: {fresh_meta}");
 }

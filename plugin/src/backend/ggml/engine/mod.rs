@@ -24,6 +24,7 @@
 //! [`scheduler`] owns the llama.cpp context, the slots and the batching loop; [`persist`]
 //! moves slots' KV to and from the prompt cache on disk.
 
+mod media;
 mod persist;
 mod scheduler;
 mod stream;

@@ -14,13 +14,14 @@
 //! more across threads but not a batch's). With `--nn-deterministic` every sequence is decoded
 //! on its own instead, as if it ran alone.
 
+use super::media::{self, Resume};
 use super::persist::{self, Restored};
 use super::stream::Shared as StreamShared;
 use super::{Ahead, Command, Inbox, Job, Ready};
 use crate::abi::Errno;
 use crate::backend::ggml::generation::{End, Generation, Prompt};
 use crate::backend::ggml::options::Options;
-use crate::backend::ggml::vision::Vision;
+use crate::backend::ggml::vision::{MediaPrompt, Vision};
 use crate::error::{NnError, NnResult};
 use crate::limits::Limits;
 use crate::prompt_cache::Namespace;
@@ -135,6 +136,7 @@ enum Phase {
     Media {
         chunks: MtmdInputChunks,
         vision: Arc<Vision>,
+        media: MediaPrompt,
     },
     Generate,
 }
@@ -336,7 +338,7 @@ impl Scheduler {
                         }
                         match prompt {
                             Prompt::Tokens(tokens) => Phase::Prompt(PromptEval::new(tokens)),
-                            Prompt::Media { chunks, vision } => Phase::Media { chunks, vision },
+                            Prompt::Media { chunks, vision, media } => Phase::Media { chunks, vision, media },
                         }
                     }
                 };
@@ -483,7 +485,7 @@ impl Scheduler {
     fn place(&mut self, runnable: &[u64]) -> Vec<u64> {
         if self.llama.is_none() {
             if let Err(e) = self.open() {
-                log::error!("{}", e.message);
+                log::warn!("{}", e.message);
                 // Nothing can run: fail the generations that wait.
                 for seq in runnable {
                     self.fail(*seq, e.clone());
@@ -776,7 +778,7 @@ impl Scheduler {
         };
         if let Err(e) = decoded {
             let e = decode_error(e);
-            log::error!("a batch of {batch_tokens} tokens failed: {}", e.message);
+            log::warn!("a batch of {batch_tokens} tokens failed: {}", e.message);
             for entry in entries {
                 let record = records.get_mut(&entry.seq()).expect("in the batch");
                 forget(&mut llama.cell, record.slot.expect("placed"), 0);
@@ -859,8 +861,9 @@ impl Scheduler {
         }
     }
 
-    /// Evaluate a prompt with images into `seq`'s slot (from the start of its KV: images are
-    /// not tokens to compare), then draw its first token.
+    /// Evaluate a prompt with images into `seq`'s slot, then draw its first token. What the
+    /// slot's KV shares with the prompt (the same text and the same pictures, by their bytes'
+    /// hash) is kept, and only the rest is evaluated (see [`media`]).
     fn eval_media(&mut self, seq: u64) {
         let Some(llama) = &mut self.llama else { return };
         self.tick += 1;
@@ -868,20 +871,68 @@ impl Scheduler {
         record.last_used = self.tick;
         let slot = record.slot.expect("placed");
         let active = record.active.as_mut().expect("runnable");
-        let Phase::Media { chunks, vision } = &active.phase else { unreachable!() };
-        forget(&mut llama.cell, slot, 0);
-        record.cached.clear();
-        let n_batch = llama.cell.borrow_dependent().n_batch() as i32;
+        let Phase::Media { chunks, vision, media: prompt } = &active.phase else { unreachable!() };
+        let n_batch = llama.cell.borrow_dependent().n_batch() as usize;
         let threads = self.options.threads_batch as usize;
-        let evaluated = llama.cell.with_dependent_mut(|_, ctx| {
+        let keys = if vision.uses_mrope() { None } else { media::position_keys(chunks) };
+        // Where to resume, and the prompt's part from the next picture on, tokenized again
+        // (checked to be the same chunks, or nothing is kept).
+        let mut plan = keys.as_ref().and_then(|k| media::resume(chunks, shared_prefix(&record.cached, k)));
+        let mut rest = None;
+        if let Some(Resume { rest: Some((picture, chunk)), .. }) = &plan {
+            let marker = llama_cpp_2::mtmd::mtmd_default_marker();
+            let part =
+                prompt.text.match_indices(marker).nth(*picture).and_then(|(at, _)| {
+                    vision.tokenize_part(&prompt.text[at..], &prompt.images[*picture..], false).ok()
+                });
+            match part {
+                Some(part) if media::same_chunks(&part, chunks, *chunk) => rest = Some(part),
+                _ => plan = None,
+            }
+        }
+        let plan = plan.filter(|p| p.keep > 0 && forget(&mut llama.cell, slot, p.keep));
+        if plan.is_none() {
+            forget(&mut llama.cell, slot, 0);
+        }
+        let keep = plan.as_ref().map_or(0, |p| p.keep);
+        record.cached.truncate(keep);
+        let evaluated = llama.cell.with_dependent_mut(|_, ctx| -> Result<i32, String> {
             let _cores = crate::cores::cpu().acquire(threads);
-            chunks.eval_chunks(&mut vision.lock(), ctx, 0, slot as i32, n_batch, true)
+            let Some(plan) = &plan else {
+                return chunks
+                    .eval_chunks(&mut vision.lock(), ctx, 0, slot as i32, n_batch as i32, true)
+                    .map_err(|e| e.to_string());
+            };
+            let mut n_past = keep;
+            let pieces = plan.tail.chunks(n_batch.max(1)).count();
+            for (i, piece) in plan.tail.chunks(n_batch.max(1)).enumerate() {
+                let mut batch = LlamaBatch::new(piece.len(), 1);
+                let last_piece = i + 1 == pieces && rest.is_none();
+                for (j, &token) in piece.iter().enumerate() {
+                    let logits = last_piece && j + 1 == piece.len();
+                    batch.add(token, (n_past + j) as i32, &[slot as i32], logits).map_err(|e| e.to_string())?;
+                }
+                ctx.decode(&mut batch).map_err(|e| e.to_string())?;
+                n_past += piece.len();
+            }
+            match &rest {
+                Some(part) => part
+                    .eval_chunks(&mut vision.lock(), ctx, n_past as i32, slot as i32, n_batch as i32, true)
+                    .map_err(|e| e.to_string()),
+                None => Ok(n_past as i32),
+            }
         });
         let result = match evaluated {
             Ok(end) => {
                 let positions = end.max(0) as usize;
-                record.cached.resize(positions, NOT_A_TOKEN);
-                active.generation.prompt_done(positions, 0, 0);
+                match &keys {
+                    Some(keys) if keys.len() == positions => record.cached.clone_from(keys),
+                    _ => record.cached.resize(positions, NOT_A_TOKEN),
+                }
+                active.generation.prompt_done(positions - keep, keep, 0);
+                if keep > 0 {
+                    log::debug!("prompt with images: {keep} positions kept, {} evaluated", positions - keep);
+                }
                 let piece = &mut self.piece;
                 llama.cell.with_dependent_mut(|m, ctx| active.generation.sample(m, ctx, -1, piece))
             }
