@@ -194,7 +194,7 @@ fn main() {
             "answers_identical": true,
         }));
         notes.push(format!(
-            "- {name}, {slots} slots: {} prompt tokens restored and {} evaluated; the restore took {restore:.1} ms ({restore_disk:.1} ms read from disk); the first request's save wrote {:.1} MB in {save_ms:.1} ms.\n",
+            "- {name}, {slots} slot(s): {} prompt tokens restored and {} evaluated; the restore took {restore:.1} ms ({restore_disk:.1} ms read from disk); the first request's save wrote {:.1} MB in {save_ms:.1} ms.\n",
             warm[0].meta["prompt_tokens_cached"],
             warm[0].meta["prompt_tokens_evaluated"],
             bytes / 1e6
