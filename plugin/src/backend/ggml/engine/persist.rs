@@ -8,7 +8,10 @@
 //! saved with its first question and restored for every later one, and a conversation's
 //! later turns, which share the earlier turns, are saved again only once they add
 //! [`SAVE_AFTER`] new tokens. Shorter evaluations are not saved: they cost little to repeat,
-//! and each save writes the whole prompt's KV (about 23 KB a token for SmolLM2-135M).
+//! and each save writes the whole prompt's KV (about 23 KB a token for SmolLM2-135M). Nor is
+//! a prompt evaluated in batches with other streams' work (the scheduler's `exact`): its KV
+//! holds, in the last bits, what that batch made of it, and a later process restoring it
+//! would not answer exactly as without the cache.
 //!
 //! A restore reads the file in the engine's thread (measured: 18 ms for 1,472 tokens of
 //! Gemma-3 270M, 12.6 MB; 46 ms for SmolLM2-135M's 35.6 MB; README, "Prompt cache: cold
