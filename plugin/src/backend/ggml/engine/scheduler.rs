@@ -156,6 +156,16 @@ impl Entry {
     }
 }
 
+/// What a step's batch has left for prompt tokens, and how prompts are cut into it.
+struct PromptRoom<'a> {
+    /// Tokens the batch can still take.
+    left: usize,
+    /// Chunks end on multiples of this (the micro-batch size).
+    ubatch: usize,
+    /// The prompt cache, for a prompt's first chunk.
+    cache: Option<&'a Namespace>,
+}
+
 impl PromptEval {
     fn new(tokens: Vec<LlamaToken>) -> Self {
         Self { tokens, next: None, reused: 0, restored: 0, exact: true }
@@ -173,17 +183,16 @@ impl PromptEval {
     ///
     /// (Chunks end on multiples of `ubatch`, as a fresh evaluation's do, so a prompt resumed
     /// after a restore is computed in the same micro-batches as it would be from the start.)
-    #[allow(clippy::too_many_arguments)]
     fn add_chunk(
         &mut self,
         cached: &mut Vec<LlamaToken>,
         cell: &mut ModelContext,
         slot: usize,
         batch: &mut LlamaBatch,
-        room: &mut usize,
-        ubatch: usize,
-        cache: Option<&Namespace>,
+        room: &mut PromptRoom,
     ) -> Option<(usize, Option<i32>)> {
+        let PromptRoom { left, ubatch, cache } = room;
+        let (ubatch, cache) = (*ubatch, *cache);
         let from = match self.next {
             Some(from) => from,
             None => {
@@ -206,13 +215,13 @@ impl PromptEval {
                 cached.len()
             }
         };
-        if *room == 0 {
+        if *left == 0 {
             return None;
         }
         let whole = (self.tokens.len() - from).min(ubatch - from % ubatch);
-        let count = whole.min(*room);
+        let count = whole.min(*left);
         self.exact &= count == whole;
-        *room -= count;
+        *left -= count;
         let last = from + count == self.tokens.len();
         let mut logits = None;
         for (i, &token) in self.tokens[from..from + count].iter().enumerate() {
@@ -708,22 +717,15 @@ impl Scheduler {
         // evaluated ahead come last in `seqs`).
         let generating =
             seqs.iter().filter(|s| records[s].active.as_ref().is_some_and(|a| matches!(a.phase, Phase::Generate)));
-        let mut prompt_room = n_ubatch.min(n_batch.saturating_sub(generating.count())).max(1);
+        let left = n_ubatch.min(n_batch.saturating_sub(generating.count())).max(1);
+        let mut room = PromptRoom { left, ubatch, cache };
         for &seq in seqs {
             let record = records.get_mut(&seq).expect("placed");
             let slot = record.slot.expect("placed") as i32;
             record.last_used = *tick;
             let Some(active) = record.active.as_mut() else {
                 let p = record.prefill.as_mut().expect("runnable");
-                let chunk = p.eval.add_chunk(
-                    &mut record.cached,
-                    &mut llama.cell,
-                    slot as usize,
-                    batch,
-                    &mut prompt_room,
-                    ubatch,
-                    cache,
-                );
+                let chunk = p.eval.add_chunk(&mut record.cached, &mut llama.cell, slot as usize, batch, &mut room);
                 if let Some((count, logits)) = chunk {
                     entries.push(Entry::Prefill { seq, count, logits });
                 }
@@ -744,15 +746,7 @@ impl Scheduler {
                     entries.push(Entry::Token { seq, token, logits: logits.then_some(idx) });
                 }
                 Phase::Prompt(eval) => {
-                    let chunk = eval.add_chunk(
-                        &mut record.cached,
-                        &mut llama.cell,
-                        slot as usize,
-                        batch,
-                        &mut prompt_room,
-                        ubatch,
-                        cache,
-                    );
+                    let chunk = eval.add_chunk(&mut record.cached, &mut llama.cell, slot as usize, batch, &mut room);
                     if let Some((count, logits)) = chunk {
                         entries.push(Entry::Prompt { seq, count, logits });
                     }
