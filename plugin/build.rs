@@ -6,6 +6,8 @@ fn main() {
     // dependencies, so the plugin never picks up another copy of llama.cpp.
     if std::env::var_os("CARGO_FEATURE_GGML").is_some() {
         println!("cargo:rustc-cdylib-link-arg=-Wl,--disable-new-dtags,-rpath,$ORIGIN/wasmedge-nn");
+        // The rpc-server program is installed in that folder itself.
+        println!("cargo:rustc-link-arg-bins=-Wl,--disable-new-dtags,-rpath,$ORIGIN");
     }
     // The llama-cpp-sys-2 release built in, which pins the llama.cpp sources it vendors: it
     // names the build whose KV states the prompt cache keeps (backend/ggml/build_info.rs).

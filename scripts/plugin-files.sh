@@ -9,7 +9,8 @@
 #                       libggml-base.so.0), ggml's
 #                       CPU variants (libggml-cpu-<cpu>.so.0: the plugin loads the best one
 #                       for the machine), the Whisper runtime for each CPU level
-#                       (libwasmedge_nn_whisper-<level>.so.N: the plugin opens the best one)
+#                       (libwasmedge_nn_whisper-<level>.so.N: the plugin opens the best one),
+#                       rpc-server (ggml's RPC worker: --nn-rpc-servers)
 #
 # No companion's name ends in .so: WasmEdge opens every *.so under its plugin path as a
 # plugin. Files are replaced, never overwritten in place: a running wasmedge has the old
@@ -43,6 +44,8 @@ for f in "$llama_out"/backends/libggml-*.so; do cp "$f" "$new/$(basename "$f").0
 for level in $levels; do
   cp "$CARGO_TARGET_DIR/whisper-$level/release/libwasmedge_nn_whisper.so" "$new/libwasmedge_nn_whisper-$level.so.$WHISPER_ABI"
 done
+# ggml's RPC worker, from the same build (it loads the CPU backends beside it).
+cp "$release/rpc-server" "$new/rpc-server"
 cp "$release/libwasmedge_nn_plugin.so" "$dest/.libwasmedge_nn_plugin.so.new"
 if [ "${2:-}" = --strip ]; then strip --strip-unneeded "$new"/* "$dest/.libwasmedge_nn_plugin.so.new"; fi
 replace_dir "$new" "$dest/$COMPANIONS"

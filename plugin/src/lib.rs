@@ -21,6 +21,7 @@ pub mod plugin_dir;
 pub mod preload;
 pub mod prompt_cache;
 pub mod registry;
+pub mod rpc_servers;
 pub mod stderr_capture;
 // Left out of unit-test builds: its symbols come from the libwasmedge of the loading process.
 #[cfg(not(any(test, fuzzing)))]

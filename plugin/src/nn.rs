@@ -113,8 +113,16 @@ pub fn load_by_name_with_config(
             // As WasmEdge's plugin: one graph per name, unless a different config is asked for
             // (which that plugin silently ignores): see `with_config` below.
             if config.is_empty() || reg.config_of(handle) == config.as_slice() {
-                log::debug!("'{name}' is already loaded as graph {handle}");
-                return mem.write_u32(out_graph, handle);
+                match reg.graph(owner, handle).ok().and_then(|g| g.broken()) {
+                    None => {
+                        log::debug!("'{name}' is already loaded as graph {handle}");
+                        return mem.write_u32(out_graph, handle);
+                    }
+                    Some(why) => {
+                        log::warn!("'{name}' (graph {handle}) cannot compute any more ({why}): loading it again");
+                        reg.forget_name(owner, &name);
+                    }
+                }
             }
         }
         reg.preload(&name)?

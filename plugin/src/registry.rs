@@ -100,7 +100,14 @@ impl Registry {
         self.graphs.get(&handle).and_then(|g| g.name.as_ref()).map_or(&[], |(_, c)| c.as_slice())
     }
 
-    /// What `name` was preloaded as, and the cell its model is (or will be) loaded into.
+    /// Forget this instance's handle for `name` (its graph stays until unloaded), so that the
+    /// next load of the name makes a new one.
+    pub fn forget_name(&mut self, owner: Owner, name: &str) {
+        self.handles_by_name.remove(&(owner, name.to_owned()));
+    }
+
+    /// What `name` was preloaded as, and the cell its model is (or will be) loaded into. A
+    /// cell whose graph is broken is replaced by an empty one: the model is loaded again.
     pub fn preload(&mut self, name: &str) -> NnResult<(Preload, NamedGraph)> {
         let preload = self.preloads.get(name).cloned().ok_or_else(|| {
             let known: Vec<&str> = self.preloads.keys().map(String::as_str).collect();
@@ -109,8 +116,12 @@ impl Registry {
                  pass --nn-preload {name}:GGML:AUTO:<path.gguf> to wasmedge"
             ))
         })?;
-        let cell = self.named.entry(name.to_owned()).or_default().clone();
-        Ok((preload, cell))
+        let cell = self.named.entry(name.to_owned()).or_default();
+        if let Some(why) = cell.get().and_then(|(graph, _)| graph.broken()) {
+            log::warn!("the model preloaded as '{name}' is loaded again: {why}");
+            *cell = NamedGraph::default();
+        }
+        Ok((preload, cell.clone()))
     }
 
     /// Remove a graph and every context made from it. A preloaded model stays in the

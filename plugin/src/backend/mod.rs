@@ -45,6 +45,12 @@ pub trait Graph: Send + Sync {
             "this backend cannot load a model again with another config",
         ))
     }
+
+    /// Why this graph can no longer compute (a machine holding part of its model was lost),
+    /// or None. A name whose graph is broken is loaded again when next asked for.
+    fn broken(&self) -> Option<String> {
+        None
+    }
 }
 
 pub trait ExecutionContext: Send {

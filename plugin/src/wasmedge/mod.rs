@@ -12,7 +12,7 @@ mod memory;
 use crate::abi::{Errno, GuestMemory};
 use crate::error::{NnError, NnResult};
 use crate::registry::Owner;
-use crate::{confine, limits, logging, nn, preload, prompt_cache};
+use crate::{confine, limits, logging, nn, preload, prompt_cache, rpc_servers};
 use ffi::*;
 use memory::FrameMemory;
 use std::ffi::{c_char, c_void};
@@ -169,6 +169,7 @@ unsafe extern "C" fn create_module(_: *const WasmEdge_ModuleDescriptor) -> *mut 
         let given = limits::Given { contexts, workers, graphs, ctx_size, input_mib, swap_mib, slots, deterministic };
         limits::set(limits::Limits::resolve(given));
         prompt_cache::configure(d.string_option(d.prompt_cache), d.option_u32(d.prompt_cache_mib));
+        rpc_servers::configure(d.string_option(d.rpc_servers));
         nn::init(crate::backend::builtin(), || {
             let args = command_line();
             let mut values = preload::values_from_args(args.clone());
@@ -225,6 +226,8 @@ struct Descriptor {
     /// `--nn-prompt-cache DIR` and `--nn-prompt-cache-mib N`.
     prompt_cache: *mut WasmEdge_String,
     prompt_cache_mib: *mut u32,
+    /// `--nn-rpc-servers host:port,...`.
+    rpc_servers: *mut WasmEdge_String,
 }
 
 /// The cap options: name and description (NUL-terminated), in the order of `limits::Given`.
@@ -297,6 +300,8 @@ fn descriptor() -> &'static Descriptor {
             Box::leak(Box::new(WasmEdge_String { Length: 0, Buf: std::ptr::null() }));
         let caps: [*mut u32; 8] = std::array::from_fn(|_| Box::leak(Box::new(0u32)) as *mut u32);
         let prompt_cache_mib: *mut u32 = Box::leak(Box::new(0u32));
+        let rpc_servers: *mut WasmEdge_String =
+            Box::leak(Box::new(WasmEdge_String { Length: 0, Buf: std::ptr::null() }));
         static ZERO: u32 = 0;
         let mut list = vec![
             WasmEdge_ProgramOption {
@@ -321,6 +326,15 @@ fn descriptor() -> &'static Descriptor {
                 Type: WasmEdge_ProgramOptionType_UInt32,
                 Storage: prompt_cache_mib.cast(),
                 DefaultValue: (&ZERO as *const u32).cast(),
+            },
+            WasmEdge_ProgramOption {
+                Name: c"nn-rpc-servers".as_ptr(),
+                Description:
+                    c"rpc-server workers (host:port,...) that GGML models' layers are spread over (none by default)"
+                        .as_ptr(),
+                Type: WasmEdge_ProgramOptionType_String,
+                Storage: rpc_servers.cast(),
+                DefaultValue: (default as *const WasmEdge_String).cast(),
             },
         ];
         for ((name, description), storage) in CAPS.iter().zip(caps) {
@@ -359,6 +373,7 @@ fn descriptor() -> &'static Descriptor {
             caps,
             prompt_cache,
             prompt_cache_mib,
+            rpc_servers,
         }
     })
 }

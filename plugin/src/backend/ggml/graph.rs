@@ -5,6 +5,7 @@ use super::context::GgmlContext;
 use super::engine::{Engine, EngineKey};
 use super::native_log;
 use super::options::Options;
+use super::rpc;
 use super::vision::Vision;
 use crate::abi::ExecutionTarget;
 use crate::backend::config::load_options;
@@ -48,6 +49,9 @@ pub(super) fn llama_backend() -> NnResult<&'static (LlamaBackend, Loaded)> {
 
 pub struct GgmlGraph {
     pub(super) model: Arc<LlamaModel>,
+    /// The RPC servers holding some of the model's layers, watched for failures (None: the
+    /// model is all on this machine).
+    pub(super) rpc: Option<Arc<rpc::Watch>>,
     /// The load-time options: every context starts from these (sharing them).
     pub(super) options: Arc<Options>,
     /// The model's file, for loading it again with other load-time settings (None: loaded
@@ -77,7 +81,7 @@ impl GgmlGraph {
         if let Some(engine) = engines.get(&key).and_then(Weak::upgrade) {
             return Ok(engine);
         }
-        let engine = Engine::start(self.model.clone(), options, self.prompt_cache(options))?;
+        let engine = Engine::start(self.model.clone(), self.rpc.clone(), options, self.prompt_cache(options))?;
         engines.retain(|_, e| e.strong_count() > 0);
         engines.insert(key, Arc::downgrade(&engine));
         Ok(engine)
@@ -89,7 +93,8 @@ impl GgmlGraph {
     /// ran, flash attention, the cache's types) and the build of llama.cpp. (Embeddings keep
     /// nothing in the KV.)
     fn prompt_cache(&self, options: &Options) -> Option<crate::prompt_cache::Namespace> {
-        if options.embedding {
+        // (A state's layers on other machines are not this host's to save.)
+        if options.embedding || self.rpc.is_some() {
             return None;
         }
         let store = crate::prompt_cache::store()?;
@@ -161,18 +166,21 @@ impl GgmlBackend {
         options: Options,
         bytes_identity: Option<Option<[u8; 32]>>,
     ) -> NnResult<Box<dyn Graph>> {
-        let model = Arc::new(Self::load_model(path, &options)?);
+        let (model, rpc) = Self::load_model(path, &options)?;
         let (file, identity) = match bytes_identity {
             None => (Some(path.to_path_buf()), OnceCell::new()),
             Some(identity) => (None, OnceCell::with_value(identity)),
         };
-        let graph = GgmlGraph::new(model, options, file, identity)?;
+        let graph = GgmlGraph::new(Arc::new(model), rpc, options, file, identity)?;
         Ok(Box::new(Arc::new(graph)))
     }
 
-    fn load_model(path: &Path, options: &Options) -> NnResult<LlamaModel> {
+    /// The model at `path`, and (when the host named RPC servers) the servers its layers went
+    /// to, watched.
+    fn load_model(path: &Path, options: &Options) -> NnResult<(LlamaModel, Option<Arc<rpc::Watch>>)> {
         let (backend, loaded) = llama_backend()?;
-        if options.n_gpu_layers > 0 && !loaded.has_gpu() {
+        let placement = rpc::placement()?;
+        if options.n_gpu_layers > 0 && !loaded.has_gpu() && placement.is_none() {
             log::warn!(
                 "n-gpu-layers {} asked for, but no GPU backend is installed beside the plugin \
                  (libggml-cuda{}): {} runs on the CPU",
@@ -191,13 +199,22 @@ impl GgmlBackend {
         // a process holds more OpenMP threads than cores, OpenMP makes them sleep between
         // computations: measured on a 2-core Xeon with AMX, decode fell from 185 to 30 tokens/s.
         let file = path.to_path_buf();
+        let devices = placement.as_ref().map(|p| p.devices.clone());
+        let what = path.display().to_string();
         let loaded = crate::compute_threads::spawn(move || {
-            let params = LlamaModelParams::default()
+            let mut params = LlamaModelParams::default()
                 .with_n_gpu_layers(n_gpu_layers)
                 .with_main_gpu(main_gpu)
                 .with_use_mmap(use_mmap)
                 .with_use_mlock(use_mlock);
-            LlamaModel::load_from_file(backend, &file, &params).map_err(|e| e.to_string())
+            match devices {
+                Some(devices) => {
+                    params = params.with_devices(&devices).map_err(|e| e.to_string())?;
+                    rpc::log_placement(&what, || LlamaModel::load_from_file(backend, &file, &params))
+                }
+                None => LlamaModel::load_from_file(backend, &file, &params),
+            }
+            .map_err(|e| e.to_string())
         })?
         .recv()
         .map_err(|_| NnError::runtime(format!("loading '{}' failed (see the log)", path.display())))?;
@@ -207,6 +224,11 @@ impl GgmlBackend {
                 path.display()
             ))
         })?;
+        let watch = placement.map(|p| Arc::new(p.watch));
+        if let Some(watch) = &watch {
+            // (A server lost while the weights went to it leaves them unwritten.)
+            watch.check()?;
+        }
         log::info!(
             "loaded {} ({} parameters, {} MiB) in {} ms",
             path.display(),
@@ -214,7 +236,7 @@ impl GgmlBackend {
             model.size() >> 20,
             started.elapsed().as_millis()
         );
-        Ok(model)
+        Ok((model, watch))
     }
 }
 
@@ -237,6 +259,7 @@ fn memory_file(bytes: &[u8]) -> NnResult<std::fs::File> {
 impl GgmlGraph {
     fn new(
         model: Arc<LlamaModel>,
+        rpc: Option<Arc<rpc::Watch>>,
         options: Options,
         path: Option<PathBuf>,
         identity: OnceCell<Option<[u8; 32]>>,
@@ -245,6 +268,7 @@ impl GgmlGraph {
         super::grammar::check(&model, &options)?;
         let graph = GgmlGraph {
             model,
+            rpc,
             options: Arc::new(options),
             path,
             warned_load_time: AtomicBool::new(false),
@@ -295,12 +319,16 @@ impl Graph for Arc<GgmlGraph> {
         Ok(Box::new(GgmlContext::new(self.clone())))
     }
 
-    /// The weights are shared unless the load-time settings differ; then the model is
-    /// loaded again from its file with them.
+    fn broken(&self) -> Option<String> {
+        self.rpc.as_ref()?.check().err().map(|e| e.message)
+    }
+
+    /// The weights are shared unless the load-time settings differ (or the model is broken);
+    /// then the model is loaded again from its file with them.
     fn with_config(&self, config: &[u8]) -> NnResult<Box<dyn Graph>> {
         let options: Options = load_options(Some(config))?;
-        let model = if options.same_model(&self.options) {
-            self.model.clone()
+        let (model, rpc) = if options.same_model(&self.options) && self.broken().is_none() {
+            (self.model.clone(), self.rpc.clone())
         } else {
             let path = self.path.as_deref().ok_or_else(|| {
                 NnError::invalid_argument(
@@ -313,8 +341,9 @@ impl Graph for Arc<GgmlGraph> {
                 options.n_gpu_layers,
                 options.use_mmap
             );
-            Arc::new(GgmlBackend::load_model(path, &options)?)
+            let (model, rpc) = GgmlBackend::load_model(path, &options)?;
+            (Arc::new(model), rpc)
         };
-        Ok(Box::new(Arc::new(GgmlGraph::new(model, options, self.path.clone(), self.identity.clone())?)))
+        Ok(Box::new(Arc::new(GgmlGraph::new(model, rpc, options, self.path.clone(), self.identity.clone())?)))
     }
 }

@@ -29,6 +29,8 @@ mod model_info;
 #[cfg(feature = "ggml")]
 mod native_log;
 #[cfg(feature = "ggml")]
+pub mod rpc;
+#[cfg(feature = "ggml")]
 mod vision;
 
 #[cfg(feature = "ggml")]

@@ -8,6 +8,17 @@ use std::ffi::{c_char, c_void, CStr};
 thread_local! {
     /// A line in progress: llama.cpp sends some lines in pieces (level CONT).
     static PENDING: RefCell<(log::Level, String)> = const { RefCell::new((log::Level::Debug, String::new())) };
+    /// Lines gathered on this thread by [`gather`]: their prefix, and those seen.
+    static GATHER: RefCell<Option<(&'static str, Vec<String>)>> = const { RefCell::new(None) };
+}
+
+/// Runs `f`, and returns with its result the lines llama.cpp logged meanwhile on this thread
+/// that start with `prefix`, at any level, whether or not the log shows them.
+pub fn gather<R>(prefix: &'static str, f: impl FnOnce() -> R) -> (R, Vec<String>) {
+    GATHER.set(Some((prefix, Vec::new())));
+    let result = f();
+    let lines = GATHER.take().map(|(_, lines)| lines).unwrap_or_default();
+    (result, lines)
 }
 
 fn level_of(level: sys::ggml_log_level) -> Option<log::Level> {
@@ -26,11 +37,22 @@ macro_rules! forwarder {
         /// # Safety
         /// Called by llama.cpp with a NUL-terminated string (or null).
         unsafe extern "C" fn $name(level: sys::ggml_log_level, text: *const c_char, _: *mut c_void) {
-            if text.is_null() || log::max_level() == log::LevelFilter::Off {
+            let gathering = GATHER.try_with(|g| g.borrow().is_some()).unwrap_or(false);
+            if text.is_null() || (!gathering && log::max_level() == log::LevelFilter::Off) {
                 return;
             }
             // SAFETY: llama.cpp passes a valid C string that lives for the duration of the call.
             let text = unsafe { CStr::from_ptr(text) }.to_string_lossy();
+            let _ = GATHER.try_with(|g| {
+                if let Some((prefix, lines)) = g.borrow_mut().as_mut() {
+                    if text.starts_with(*prefix) {
+                        lines.push(text.trim_end().to_string());
+                    }
+                }
+            });
+            if log::max_level() == log::LevelFilter::Off {
+                return;
+            }
             let _ = std::panic::catch_unwind(|| forward($target, level, &text));
         }
     };

@@ -84,7 +84,10 @@ impl Default for Options {
             enable_log: false,
             enable_debug_log: false,
             stream_stdout: false,
-            n_gpu_layers: 0,
+            // With RPC servers named by the host, every layer goes to them (and this
+            // machine's GPUs), as llama.cpp's --rpc does with its default -ngl; n-gpu-layers
+            // keeps some on this machine's CPU.
+            n_gpu_layers: if crate::rpc_servers::list().is_empty() { 0 } else { 999 },
             main_gpu: 0,
             use_mmap: true,
             use_mlock: false,

@@ -239,13 +239,14 @@ impl Engine {
     /// use, with `--nn-slots` sequences.
     pub fn start(
         model: Arc<LlamaModel>,
+        rpc: Option<Arc<super::rpc::Watch>>,
         options: &Options,
         cache: Option<crate::prompt_cache::Namespace>,
     ) -> NnResult<Arc<Self>> {
         let inbox = Arc::new(Inbox { state: Mutex::default(), wake: Condvar::new() });
         let key = EngineKey::of(options);
         let limits = crate::limits::get();
-        let scheduler = scheduler::Scheduler::new(model.clone(), options.clone(), inbox.clone(), limits, cache);
+        let scheduler = scheduler::Scheduler::new(model.clone(), options.clone(), inbox.clone(), limits, cache, rpc);
         let done = crate::compute_threads::spawn(move || scheduler.run())?;
         log::debug!("engine started: {key:?}");
         Ok(Arc::new(Self { model, inbox, key, done: Mutex::new(Some(done)) }))

@@ -21,6 +21,7 @@ use super::{Ahead, Command, Inbox, Job, Ready};
 use crate::abi::Errno;
 use crate::backend::ggml::generation::{End, Generation, Prompt};
 use crate::backend::ggml::options::Options;
+use crate::backend::ggml::rpc::Watch;
 use crate::backend::ggml::vision::{MediaPrompt, Vision};
 use crate::error::{NnError, NnResult};
 use crate::limits::Limits;
@@ -264,6 +265,8 @@ pub struct Scheduler {
     piece: Vec<u8>,
     /// Where long prompts' KV is kept across processes (the host's prompt cache).
     cache: Option<Namespace>,
+    /// The RPC servers holding some of the model's layers (None: all on this machine).
+    rpc: Option<Arc<Watch>>,
 }
 
 impl Scheduler {
@@ -273,6 +276,7 @@ impl Scheduler {
         inbox: Arc<Inbox>,
         limits: Limits,
         cache: Option<Namespace>,
+        rpc: Option<Arc<Watch>>,
     ) -> Self {
         Self {
             model,
@@ -287,6 +291,7 @@ impl Scheduler {
             tick: 0,
             piece: Vec::with_capacity(64),
             cache,
+            rpc,
         }
     }
 
@@ -521,6 +526,7 @@ impl Scheduler {
         let slots = self.limits.slots.max(1);
         let started = Instant::now();
         let cell = new_context(&self.model, &self.options, slots)?;
+        rpc_check(&self.rpc, cell.borrow_dependent())?;
         log::info!(
             "engine context: {slots} sequences of ctx-size {} (threads {}, batch-size {}), made in {} ms",
             self.options.ctx_size,
@@ -702,7 +708,7 @@ impl Scheduler {
 
     /// One `llama_decode` for the text sequences placed this step.
     fn decode(&mut self, seqs: &[u64]) {
-        let Self { llama, records, options, piece, tick, cache, .. } = self;
+        let Self { llama, records, options, piece, tick, cache, rpc, .. } = self;
         let cache = cache.as_ref();
         let Some(llama) = llama else { return };
         *tick += 1;
@@ -761,7 +767,10 @@ impl Scheduler {
             let threads = if batch_tokens > 1 { options.threads_batch } else { options.threads };
             let _cores = crate::cores::cpu().acquire(threads as usize);
             let started = std::time::Instant::now();
-            let decoded = llama.cell.with_dependent_mut(|_, ctx| ctx.decode(batch));
+            let decoded = llama.cell.with_dependent_mut(|_, ctx| {
+                ctx.decode(batch).map_err(decode_error)?;
+                rpc_check(rpc, ctx)
+            });
             log::debug!(
                 "decoded {batch_tokens} tokens of {} sequences in {:.2} ms (slots {:?})",
                 seqs.len(),
@@ -771,7 +780,6 @@ impl Scheduler {
             decoded
         };
         if let Err(e) = decoded {
-            let e = decode_error(e);
             log::warn!("a batch of {batch_tokens} tokens failed: {}", e.message);
             for entry in entries {
                 let record = records.get_mut(&entry.seq()).expect("in the batch");
@@ -909,12 +917,18 @@ impl Scheduler {
                 ctx.decode(&mut batch).map_err(|e| e.to_string())?;
                 n_past += piece.len();
             }
-            match &rest {
+            let end = match &rest {
                 Some(part) => part
                     .eval_chunks(&mut vision.lock(), ctx, n_past as i32, slot as i32, n_batch as i32, true)
                     .map_err(|e| e.to_string()),
                 None => Ok(n_past as i32),
-            }
+            }?;
+            Ok(end)
+        });
+        let rpc = &self.rpc;
+        let evaluated = evaluated.and_then(|end| {
+            llama.cell.with_dependent_mut(|_, ctx| rpc_check(rpc, ctx)).map_err(|e| e.message)?;
+            Ok(end)
         });
         let result = match evaluated {
             Ok(end) => {
@@ -977,6 +991,7 @@ impl Scheduler {
             {
                 let _cores = crate::cores::cpu().acquire(threads);
                 ctx.decode(&mut batch).map_err(decode_error)?;
+                rpc_check(&self.rpc, ctx)?;
             }
             let embedding = match ctx.embeddings_seq_ith(slot as i32) {
                 Ok(pooled) => pooled,
@@ -1040,6 +1055,14 @@ fn forget(cell: &mut ModelContext, slot: usize, from: usize) -> bool {
         let _ = ctx.kv_cache_seq_rm(seq, None, None);
         false
     })
+}
+
+/// With layers on RPC servers: wait for their part of what was computed, and fail it when a
+/// server was lost meanwhile (its replies then read as zeros).
+fn rpc_check(rpc: &Option<Arc<Watch>>, ctx: &LlamaContext) -> NnResult<()> {
+    let Some(watch) = rpc else { return Ok(()) };
+    ctx.synchronize();
+    watch.check()
 }
 
 fn decode_error(e: DecodeError) -> NnError {
