@@ -6,6 +6,7 @@
 //! `--test-threads=1` (the script does).
 
 pub mod native;
+pub mod rpc;
 pub mod speed;
 
 use std::path::{Path, PathBuf};

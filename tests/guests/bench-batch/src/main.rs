@@ -88,7 +88,10 @@ fn main() {
         let mut warm = context_for(&graph, &format!("{tag}\n{}", prompt(n - 1)), 4, threads);
         let first = step(&mut warm, &mut meta).expect("a warm-up token");
         solo_prompt_ms = number(&first, "prompt_ms");
-        assert!(number(&first, "prompt_tokens_reused") <= 1.0, "the solo prompt found its start in a slot (beyond BOS)");
+        assert!(
+            number(&first, "prompt_tokens_reused") <= 1.0,
+            "the solo prompt found its start in a slot (beyond BOS)"
+        );
         while step(&mut warm, &mut meta).is_some() {}
     }
 

@@ -57,9 +57,8 @@ fn main() {
     let num = |i: usize| args[i].parse::<usize>().expect("a number");
     let (name, n, r, tokens, threads) = (&args[1], num(2), num(3), num(4), num(5));
     let graph = GraphBuilder::new(GraphEncoding::Ggml, ExecutionTarget::AUTO).build_from_cache(name).expect("load");
-    let config = format!(
-        r#"{{"temp": 0, "ignore-eos": true, "n-predict": {tokens}, "ctx-size": 1024, "threads": {threads}}}"#
-    );
+    let config =
+        format!(r#"{{"temp": 0, "ignore-eos": true, "n-predict": {tokens}, "ctx-size": 1024, "threads": {threads}}}"#);
     let begin = |ctx: &mut GraphExecutionContext, c: usize, k: usize| {
         ctx.set_input(1, TensorType::U8, &[1], config.as_bytes()).expect("metadata");
         ctx.set_input(0, TensorType::U8, &[1], prompt(c, k).as_bytes()).expect("prompt");
