@@ -132,6 +132,22 @@ log "chat example on SmolLM2"
 out=$(run chat)
 echo "$out"
 grep -q Paris <<< "$out" || { log "the chat example did not answer with Paris"; exit 1; }
+log "a model split over machines: the image's rpc-server worker, and its chat example as the host"
+# The worker publishes its port (on loopback here); the host's plugin finds it through
+# WASMEDGE_NN_RPC_SERVERS and puts every layer there (SmolLM2's weights are computed the same
+# way on either side: the answer is the one above).
+rport=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+wid=$(podman run -d --runtime runc --ulimit nofile=1024:20000 --health-interval disable \
+  -p "127.0.0.1:$rport:50052" "$IMAGE" rpc-server --threads 2 2>/dev/null)
+trap 'podman rm -f "$wid" >/dev/null 2>&1 || true' EXIT
+for _ in $(seq 120); do (exec 3<>"/dev/tcp/127.0.0.1/$rport") 2>/dev/null && break; sleep 0.5; done
+split=$(podman run --runtime runc --ulimit nofile=1024:20000 --ulimit nproc=32768:32768 --health-interval disable --rm \
+  --network host -e WASMEDGE_NN_RPC_SERVERS="127.0.0.1:$rport" -e WASMEDGE_NN_LOG=info \
+  -v "$MODELS_DIR:/models:ro" "$IMAGE" chat 2> "$C/split.log") || { tail -20 "$C/split.log"; exit 1; }
+echo "$split"
+grep -q "on RPC0 (127.0.0.1:$rport)" "$C/split.log" || { tail -20 "$C/split.log"; log "the layers did not go to the worker"; exit 1; }
+[ "$split" = "$out" ] || { log "split over the worker, the chat example answered otherwise"; exit 1; }
+podman rm -f "$wid" >/dev/null
 log "transcribe example"
 out=$(run transcribe /models/speech/fox.wav)
 echo "$out"
