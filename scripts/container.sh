@@ -137,8 +137,9 @@ log "a model split over machines: the image's rpc-server worker, and its chat ex
 # WASMEDGE_NN_RPC_SERVERS and puts every layer there (SmolLM2's weights are computed the same
 # way on either side: the answer is the one above).
 rport=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-wid=$(podman run -d --runtime runc --ulimit nofile=1024:20000 --health-interval disable \
-  -p "127.0.0.1:$rport:50052" "$IMAGE" rpc-server --threads 2 2>/dev/null)
+wid=$(podman run -d --runtime runc --ulimit nofile=1024:20000 --ulimit nproc=32768:32768 --health-interval disable \
+  -p "127.0.0.1:$rport:50052" "$IMAGE" rpc-server --threads 2 2> "$C/worker.err") \
+  || { grep -v 'level=error' "$C/worker.err"; log "the rpc-server worker did not start"; exit 1; }
 trap 'podman rm -f "$wid" >/dev/null 2>&1 || true' EXIT
 for _ in $(seq 120); do (exec 3<>"/dev/tcp/127.0.0.1/$rport") 2>/dev/null && break; sleep 0.5; done
 split=$(podman run --runtime runc --ulimit nofile=1024:20000 --ulimit nproc=32768:32768 --health-interval disable --rm \
