@@ -29,7 +29,7 @@ fn main() {
 
 /// `original` with NAME.patch applied, written into `out`.
 fn patched(original: &Path, name: &str, out: &Path) -> PathBuf {
-    let patch_file = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("{name}.patch"));
+    let patch_file = Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap()).join(format!("{name}.patch"));
     println!("cargo:rerun-if-changed={}", patch_file.display());
     println!("cargo:rerun-if-changed={}", original.display());
     let base = std::fs::read_to_string(original)

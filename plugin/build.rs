@@ -11,7 +11,7 @@ fn main() {
     }
     // The llama-cpp-sys-2 release built in, which pins the llama.cpp sources it vendors: it
     // names the build whose KV states the prompt cache keeps (backend/ggml/build_info.rs).
-    let lock = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.lock");
+    let lock = std::path::Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("../Cargo.lock");
     println!("cargo:rerun-if-changed={}", lock.display());
     let text = std::fs::read_to_string(&lock).unwrap_or_default();
     let version = text

@@ -917,13 +917,12 @@ impl Scheduler {
                 ctx.decode(&mut batch).map_err(|e| e.to_string())?;
                 n_past += piece.len();
             }
-            let end = match &rest {
+            match &rest {
                 Some(part) => part
                     .eval_chunks(&mut vision.lock(), ctx, n_past as i32, slot as i32, n_batch as i32, true)
                     .map_err(|e| e.to_string()),
                 None => Ok(n_past as i32),
-            }?;
-            Ok(end)
+            }
         });
         let rpc = &self.rpc;
         let evaluated = evaluated.and_then(|end| {
