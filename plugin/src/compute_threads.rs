@@ -103,6 +103,14 @@ pub fn heap_in_use() -> Option<u64> {
     None
 }
 
+/// Say, at debug level, what the heap holds after `point` (a release point, or an engine
+/// that has just run out of work): tests compare these figures over long runs.
+pub fn log_heap(point: &str) {
+    if let Some(bytes) = heap_in_use().filter(|_| log::log_enabled!(log::Level::Debug)) {
+        log::debug!("heap after {point}: {bytes} bytes in use");
+    }
+}
+
 /// A computing thread's life: run its first job, then whatever comes while it is idle.
 fn serve(id: u64, first: Job) {
     let (sender, jobs) = channel::<Job>();

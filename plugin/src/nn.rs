@@ -273,15 +273,8 @@ pub fn unload(_mem: &mut dyn GuestMemory, owner: Owner, graph: u32) -> NnResult<
     // An explicit release point: what the contexts held goes back to the system now, not
     // when a computing thread next finds itself idle.
     crate::compute_threads::trim_heap();
-    log_heap("unload");
+    crate::compute_threads::log_heap("unload");
     Ok(())
-}
-
-/// Say, at debug level, what the heap holds after a release point (tests compare it).
-fn log_heap(after: &str) {
-    if let Some(bytes) = crate::compute_threads::heap_in_use().filter(|_| log::log_enabled!(log::Level::Debug)) {
-        log::debug!("heap after {after}: {bytes} bytes in use");
-    }
 }
 
 pub fn finalize_execution_context(_mem: &mut dyn GuestMemory, owner: Owner, ctx: u32) -> NnResult<()> {
@@ -299,5 +292,5 @@ pub fn release(owner: Owner) {
     }
     drop(contexts);
     crate::compute_threads::trim_heap();
-    log_heap("the instance's end");
+    crate::compute_threads::log_heap("the instance's end");
 }

@@ -200,6 +200,16 @@ pub fn labelled(stdout: &str, label: &str) -> String {
         .to_string()
 }
 
+/// The heap's count of bytes in use (KiB) that the host logged at debug level after `point`
+/// ("unload", "the engine's work", ...), in the order logged.
+pub fn heap_after(log: &str, point: &str) -> Vec<f64> {
+    let prefix = format!("heap after {point}: ");
+    log.lines()
+        .filter_map(|l| l.split(&prefix).nth(1))
+        .map(|rest| rest.split(' ').next().unwrap().parse::<f64>().unwrap() / 1024.0)
+        .collect()
+}
+
 /// The native Whisper reference (tests/whisper-native, a process of its own): the transcript
 /// whisper-rs produces for a 16 kHz mono WAV file, in the plugin's output format.
 pub fn whisper_native(wav: &str, threads: u32, beam_size: u32) -> String {

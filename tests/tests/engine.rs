@@ -7,11 +7,19 @@
 use e2e::*;
 
 /// A guest built with the public guest crate (which cannot finalize) makes a context per
-/// request, one request each, 1,000 times: every answer is right, nothing is Busy, and the
-/// host's peak memory after 1,000 is within 5% of its peak after 100.
+/// request, one request each, 1,000 times: every answer is right, nothing is Busy, and what
+/// the host's heap holds each time the engine runs out of work grows from a tenth of the way
+/// through to the end by less than a margin derived from the model's size. The heap's own count
+/// (glibc's mallinfo2, logged at debug level at that point) is judged, not the resident size,
+/// which depends on how freed memory lies in the allocator's arenas. By then the idle
+/// contexts' saved KV is at its budget, so what may grow is their records alone (measured:
+/// +0.84 MiB over 900 contexts, under 1 KB each).
 #[test]
 fn a_thousand_contexts_never_finalized_all_answer_in_bounded_memory() {
-    let out = run_host_with_proc(
+    let dir = tempfile::Builder::new().prefix("nn-contexts").tempdir().unwrap();
+    let log_file = dir.path().join("host.log");
+    let out = run_host_with_proc_env(
+        &[("WASMEDGE_NN_LOG", "debug"), ("WASMEDGE_NN_LOG_FILE", log_file.to_str().unwrap())],
         &["--nn-preload", &ggml_preload("default", SMOLLM2)],
         &guest("contexts"),
         &["default", "1000", "100", "1000"],
@@ -21,19 +29,36 @@ fn a_thousand_contexts_never_finalized_all_answer_in_bounded_memory() {
     let wrong: Vec<&str> = stdout.lines().filter(|l| l.starts_with("wrong:")).collect();
     assert!(wrong.is_empty(), "{} wrong answers, the first: {:?}", wrong.len(), &wrong[..wrong.len().min(5)]);
     assert_eq!(labelled(&stdout, "answered"), "1000");
+    // Most requests leave the engine without work once they are answered (measured: 902 of
+    // 1,000; the guest's next request can come before the engine has looked for more).
+    let heap = heap_after(&std::fs::read_to_string(&log_file).unwrap(), "the engine's work");
+    assert!(heap.len() >= 500, "the engine ran out of work only {} times in 1,000 requests", heap.len());
+    let tenths: Vec<f64> = (0..=10).map(|k| heap[(heap.len() - 1) * k / 10] / 1024.0).collect();
+    println!("heap in use (MiB) at each tenth of the run: {tenths:.3?}");
+    let warm = heap[heap.len() / 10];
+    assert!(warm > 1024.0, "the heap's count was not readable: {warm} KiB");
+    // The last three readings' median (one reading can catch a table growing its capacity).
+    let mut last = [heap[heap.len() - 3], heap[heap.len() - 2], heap[heap.len() - 1]];
+    last.sort_by(f64::total_cmp);
+    let growth = last[1] - warm;
+    // A leak of 1/16 of the model's size over 900 requests: 7 KiB a request, eight times
+    // what an idle context's record costs.
+    let margin = std::fs::metadata(root().join(model(SMOLLM2))).unwrap().len() as f64 / 1024.0 / 16.0;
     let kib = |label: &str| -> f64 { labelled(&stdout, label).parse().unwrap() };
-    let (peak_100, peak_1000) = (kib("peak 100"), kib("peak 1000"));
-    let (rss_100, rss_1000) = (kib("rss 100"), kib("rss 1000"));
     println!(
-        "peak RSS after 100 contexts: {:.1} MiB, after 1,000: {:.1} MiB ({:+.2}%); RSS {:.1} -> {:.1} MiB",
-        peak_100 / 1024.0,
-        peak_1000 / 1024.0,
-        (peak_1000 / peak_100 - 1.0) * 100.0,
-        rss_100 / 1024.0,
-        rss_1000 / 1024.0
+        "heap in use when the engine ran out of work: {:.2} MiB a tenth of the way, {:.2} MiB at the end \
+         ({:+.3} MiB, margin {:.2} MiB); resident, for information: {:.1} MiB after 100, {:.1} MiB after \
+         1,000 (peaks {:.1} and {:.1} MiB)",
+        warm / 1024.0,
+        last[1] / 1024.0,
+        growth / 1024.0,
+        margin / 1024.0,
+        kib("rss 100") / 1024.0,
+        kib("rss 1000") / 1024.0,
+        kib("peak 100") / 1024.0,
+        kib("peak 1000") / 1024.0
     );
-    assert!(peak_100 > 100_000.0, "the host's memory was not readable");
-    assert!(peak_1000 <= peak_100 * 1.05, "900 more contexts took the peak from {peak_100} to {peak_1000} KiB");
+    assert!(growth < margin, "900 more contexts grew the heap by {:.2} MiB", growth / 1024.0);
 }
 
 /// Eight streams decoding together: unloading their graph stops them all (a context of it is

@@ -185,11 +185,7 @@ fn speech_and_text_models_share_one_process_without_growing_it() {
     // round 2 on, a leak of a round's buffers (a whisper state, a KV cache, an audio copy)
     // adds to every later reading.
     let log = String::from_utf8_lossy(&out.stderr);
-    let heap: Vec<f64> = log
-        .lines()
-        .filter_map(|l| l.split("heap after unload: ").nth(1))
-        .map(|rest| rest.split(' ').next().unwrap().parse::<f64>().unwrap() / 1024.0)
-        .collect();
+    let heap = e2e::heap_after(&log, "unload");
     assert_eq!(heap.len(), 40, "two unloads a round should each log the heap:\n{log}");
     let after_round: Vec<f64> = heap.chunks(2).map(|pair| pair[1]).collect();
     println!("heap in use after each round's release, KiB: {after_round:?}");

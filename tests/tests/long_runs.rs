@@ -27,11 +27,7 @@ fn a_thousand_graph_lifetimes_leave_nothing_behind() {
     assert_eq!(labelled(&stdout, "cycles"), cycles.to_string());
     assert!(!labelled(&stdout, "answer").trim_matches('"').is_empty(), "the tiny model answered nothing");
     let log = std::fs::read_to_string(&log_file).unwrap();
-    let heap: Vec<f64> = log
-        .lines()
-        .filter_map(|l| l.split("heap after unload: ").nth(1))
-        .map(|rest| rest.split(' ').next().unwrap().parse::<f64>().unwrap() / 1024.0)
-        .collect();
+    let heap = e2e::heap_after(&log, "unload");
     assert_eq!(heap.len(), cycles, "every unload should log the heap");
     let warm = heap[99];
     assert!(warm > 1024.0, "the heap's count was not readable: {warm} KiB");

@@ -297,6 +297,7 @@ impl Scheduler {
 
     /// The loop, until the engine closes.
     pub fn run(mut self) {
+        let mut worked = false;
         loop {
             let (commands, closed) = self.inbox.take();
             if closed {
@@ -305,7 +306,14 @@ impl Scheduler {
             for command in commands {
                 self.handle(command);
             }
-            if !self.step() {
+            if self.step() {
+                worked = true;
+            } else {
+                // Out of work: every stream is done or waits on its guest (the tests' memory
+                // checks read the heap here).
+                if std::mem::take(&mut worked) {
+                    crate::compute_threads::log_heap("the engine's work");
+                }
                 self.inbox.wait();
             }
         }
