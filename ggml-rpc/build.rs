@@ -54,8 +54,11 @@ fn llama_sources() -> PathBuf {
     if let Some(dir) = std::env::var_os("WASMEDGE_NN_LLAMA_SOURCES") {
         return PathBuf::from(dir);
     }
-    let backends = std::env::var("DEP_LLAMA_BACKENDS_DIR").expect("llama-cpp-sys-2 tells where it built llama.cpp");
-    let cache = Path::new(&backends).parent().unwrap().join("build/CMakeCache.txt");
+    // DEP_LLAMA_GGML_CMAKE_DIR: <llama-cpp-sys-2's out dir>/lib/cmake, in every configuration
+    // of it (static or with dynamic backends); its CMake build folder is <out dir>/build.
+    let cmake = std::env::var("DEP_LLAMA_GGML_CMAKE_DIR").expect("llama-cpp-sys-2 tells where it built llama.cpp");
+    let out = Path::new(&cmake).ancestors().nth(2).expect("<out dir>/lib/cmake");
+    let cache = out.join("build/CMakeCache.txt");
     let text = std::fs::read_to_string(&cache).unwrap_or_else(|e| panic!("cannot read {}: {e}", cache.display()));
     let dir = text
         .lines()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up, build, and run every test: the plugin's unit tests and the end-to-end tests that
-# drive the real wasmedge CLI with real guests and models, then each fuzz target for
-# FUZZ_SECONDS (60; 0 skips them), then the container image (CONTAINER_CHECK, below).
+# drive the real wasmedge CLI with real guests and models, then the demo (its native build),
+# then each fuzz target for FUZZ_SECONDS (60; 0 skips them), then the container image
+# (CONTAINER_CHECK, below).
 # Extra arguments go to cargo test (e.g. a test name) and skip the container and fuzzing.
 set -euo pipefail
 started=${NN_RUN_STARTED:-$(date +%s)}
@@ -42,6 +43,14 @@ if [ $# -eq 0 ]; then
   # The server guest's request handling (a library without WASI) has unit tests of its own,
   # run natively.
   ( cd "$ROOT/guest-examples" && cargo test --locked -p server-api --target "$(rustc -vV | sed -n 's/^host: //p')" )
+fi
+if [ $# -eq 0 ]; then
+  # The README's demo as a new user runs it: the native build (llama.cpp compiled for this
+  # CPU, linked into the plugin) answers its question.
+  demo_out=$(bash "$ROOT/scripts/demo.sh")
+  echo "$demo_out"
+  grep -q Paris <<<"$demo_out" || { echo "the demo's answer does not name Paris" >&2; exit 1; }
+  echo "demo: the native build answered: $(head -n1 <<<"$demo_out")"
 fi
 if [ $# -eq 0 ] && [ "${FUZZ_SECONDS:-60}" -gt 0 ]; then
   bash "$ROOT/scripts/fuzz.sh" "${FUZZ_SECONDS:-60}"

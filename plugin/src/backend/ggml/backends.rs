@@ -1,10 +1,12 @@
-//! ggml's compute backends, loaded at run time from the plugin's companion folder.
+//! ggml's compute backends: loaded at run time from the plugin's companion folder (the
+//! portable build, the default), or built into the plugin (the native build).
 //!
-//! llama.cpp is built with ggml's dynamic backends: the CPU code comes as one library per CPU
-//! generation (`x64`, `sse42`, `haswell` for AVX2, `skylakex` and `zen4` for AVX-512, …) and
-//! the best one this CPU can run is loaded, so one build uses AVX2 or AVX-512 where present
-//! and still runs on an older CPU. A GPU backend (`libggml-cuda`) installed beside them is
-//! loaded too, and llama.cpp offloads `n-gpu-layers` to it.
+//! The portable build (feature `portable`) has llama.cpp built with ggml's dynamic backends:
+//! the CPU code comes as one library per CPU generation (`x64`, `sse42`, `haswell` for AVX2,
+//! `skylakex` and `zen4` for AVX-512, …) and the best one this CPU can run is loaded, so one
+//! build uses AVX2 or AVX-512 where present and still runs on an older CPU. A GPU backend
+//! (`libggml-cuda`) installed beside them is loaded too, and llama.cpp offloads `n-gpu-layers`
+//! to it.
 //!
 //! ggml would find them itself by scanning a folder for `libggml-<kind>-*.so`, but WasmEdge
 //! opens every `*.so` under its plugin path as a plugin (each start, twice). So the plugin's
@@ -12,6 +14,10 @@
 //! ggml picks them: each candidate's `ggml_backend_score` (0: it cannot run on this CPU), the
 //! highest loaded with `ggml_backend_load`. Scoring only opens a library and calls a function
 //! built for the baseline CPU; nothing of a variant runs before it is chosen.
+//!
+//! The native build (without `portable`: `scripts/demo.sh`) links llama.cpp statically,
+//! compiled for the CPU it was built on; its backends registered themselves, and nothing is
+//! loaded.
 
 use crate::error::{NnError, NnResult};
 use std::collections::BTreeMap;
@@ -88,6 +94,42 @@ fn score(path: &Path) -> Result<i32, String> {
         Ok(f) => unsafe { f() },
         Err(_) => 1,
     })
+}
+
+/// Make ggml's backends ready: in the portable build, load the best of each kind from
+/// `dir`, else (None) from [`dir`]; in the native build, report those built in.
+pub fn load(dir: Option<&Path>) -> NnResult<Loaded> {
+    if cfg!(feature = "portable") {
+        match dir {
+            Some(dir) => load_from(dir),
+            None => load_from(&self::dir().ok_or_else(|| {
+                NnError::runtime(format!(
+                    "cannot tell which folder this plugin was loaded from, where ggml's backends are; set {DIR_ENV}"
+                ))
+            })?),
+        }
+    } else {
+        Ok(built_in())
+    }
+}
+
+/// The backends linked into this build (ggml registered them when it started).
+fn built_in() -> Loaded {
+    use llama_cpp_sys_2 as sys;
+    let mut loaded = Loaded::default();
+    // SAFETY: getters over ggml's registry, which its static initialisation filled; the names
+    // are static NUL-terminated strings.
+    unsafe {
+        for i in 0..sys::ggml_backend_reg_count() {
+            let name = std::ffi::CStr::from_ptr(sys::ggml_backend_reg_name(sys::ggml_backend_reg_get(i)));
+            loaded.backends.push((name.to_string_lossy().to_lowercase(), Some("built in".to_owned()), 1));
+        }
+    }
+    log::info!(
+        "ggml's backends, built into the plugin: {:?}",
+        loaded.backends.iter().map(|b| &b.0).collect::<Vec<_>>()
+    );
+    loaded
 }
 
 /// The folder the backends are in: `WASMEDGE_NN_GGML_BACKENDS`, else the plugin's own.

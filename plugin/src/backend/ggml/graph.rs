@@ -33,13 +33,7 @@ pub(super) fn llama_backend() -> NnResult<&'static (LlamaBackend, Loaded)> {
     static BACKEND: OnceCell<Result<(LlamaBackend, Loaded), String>> = OnceCell::new();
     let init = || -> NnResult<(LlamaBackend, Loaded)> {
         native_log::install();
-        let dir = backends::dir().ok_or_else(|| {
-            NnError::runtime(format!(
-                "cannot tell which folder this plugin was loaded from, where ggml's backends are; set {}",
-                backends::DIR_ENV
-            ))
-        })?;
-        let loaded = backends::load_from(&dir)?;
+        let loaded = backends::load(None)?;
         let backend =
             LlamaBackend::init().map_err(|e| NnError::runtime(format!("cannot initialise llama.cpp: {e}")))?;
         Ok((backend, loaded))

@@ -207,10 +207,10 @@ fn device_names() -> HashMap<String, String> {
 
 /// Serve this machine's CPU to RPC clients at `endpoint` (host:port), with `threads` threads;
 /// `cache_dir` keeps large tensors a client sent before, so that a restarted client sends
-/// only their hashes. Loads the best CPU backend from `backends_dir` first. Returns only when
+/// only their hashes. Loads the best CPU backend from `backends_dir` first (portable build). Returns only when
 /// the server cannot start.
 pub fn serve(endpoint: &str, backends_dir: &std::path::Path, threads: usize, cache_dir: Option<&str>) -> NnResult<()> {
-    super::backends::load_from(backends_dir)?;
+    super::backends::load(Some(backends_dir))?;
     let endpoint = CString::new(endpoint).map_err(|_| NnError::invalid_argument("a NUL byte in the endpoint"))?;
     let cache =
         cache_dir.map(CString::new).transpose().map_err(|_| NnError::invalid_argument("a NUL byte in the cache"))?;
