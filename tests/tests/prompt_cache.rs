@@ -273,7 +273,7 @@ fn the_size_cap_holds_and_the_least_recently_used_go_first() {
     s.run(true, &text("alpha", "Who owns record 1?"));
     let [first] = s.entries().try_into().unwrap();
     let size = std::fs::metadata(&first).unwrap().len();
-    let mib = size * 5 / 2 >> 20;
+    let mib = (size * 5 / 2) >> 20;
     assert!(mib << 20 >= 2 * size + 4096 && mib << 20 < 3 * size, "{size} bytes a state");
     let cap = mib << 20;
     let run = |topic: &str, question: &str| {

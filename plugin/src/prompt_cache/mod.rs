@@ -109,7 +109,7 @@ impl Store {
         std::fs::create_dir_all(dir)?;
         let dir = dir.canonicalize()?;
         if !dir.is_dir() {
-            return Err(io::Error::new(io::ErrorKind::NotADirectory, "not a directory"));
+            return Err(io::Error::other("not a directory"));
         }
         Ok(Self { dir, cap, index: Mutex::default() })
     }
