@@ -378,9 +378,46 @@ fn shipped_build_info() -> (u64, String) {
     }
 }
 
+/// The versions written in the llama.cpp sources that cargo resolved for llama-cpp-sys-2
+/// (found with `cargo metadata`, not through the build): llama.cpp's, as its CMakeLists makes
+/// LLAMA_VERSION (with "-dev" while LLAMA_BUILD_IS_DEV defaults ON), and ggml's.
+fn vendored_versions() -> (String, String) {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--locked", "--manifest-path"])
+        .arg(root().join("Cargo.toml"))
+        .output()
+        .expect("cargo metadata");
+    assert!(out.status.success(), "cargo metadata: {}", String::from_utf8_lossy(&out.stderr));
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let manifest = meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "llama-cpp-sys-2")
+        .and_then(|p| p["manifest_path"].as_str())
+        .expect("llama-cpp-sys-2 among the packages");
+    let sources = Path::new(manifest).parent().unwrap().join("llama.cpp");
+    let cmake = |file: &str| std::fs::read_to_string(sources.join(file)).unwrap();
+    let number = |text: &str, name: &str| {
+        let line = text.lines().find_map(|l| l.trim().strip_prefix(&format!("set({name} ")));
+        line.and_then(|rest| rest.strip_suffix(')')).unwrap_or_else(|| panic!("{name} in the sources")).to_owned()
+    };
+    let version = |text: &str, project: &str| {
+        ["MAJOR", "MINOR", "PATCH"].map(|part| number(text, &format!("{project}_VERSION_{part}"))).join(".")
+    };
+    let llama = cmake("CMakeLists.txt");
+    let dev = llama.lines().any(|l| l.starts_with("option(LLAMA_BUILD_IS_DEV") && l.trim_end().ends_with("ON)"));
+    (
+        format!("{}{}", version(&llama, "LLAMA"), if dev { "-dev" } else { "" }),
+        version(&cmake("ggml/CMakeLists.txt"), "GGML"),
+    )
+}
+
 /// LlamaEdge's `get_plugin_info` reads output 1 of a fresh context, before any input, and
 /// refuses to start unless `llama_build_number` is an unsigned number and `llama_commit` a
-/// string (WasmEdge's plugin's keys). They are llama.cpp's own build record.
+/// string (WasmEdge's plugin's keys). They are llama.cpp's own build record; beside them, the
+/// versions that the vendored sources carry.
 #[test]
 fn output_1_of_a_fresh_context_carries_llama_cpp_s_build_as_llamaedge_reads_it() {
     let stdout = client_ok(&["plugin-info", "default"]);
@@ -388,6 +425,9 @@ fn output_1_of_a_fresh_context_carries_llama_cpp_s_build_as_llamaedge_reads_it()
     let (number, commit) = shipped_build_info();
     assert_eq!(meta["llama_build_number"].as_u64(), Some(number), "{meta}");
     assert_eq!(meta["llama_commit"].as_str(), Some(commit.as_str()), "{meta}");
+    let (llama, ggml) = vendored_versions();
+    assert_eq!(meta["llama_version"].as_str(), Some(llama.as_str()), "{meta}");
+    assert_eq!(meta["ggml_version"].as_str(), Some(ggml.as_str()), "{meta}");
     assert_eq!((meta["input_tokens"].as_u64(), meta["output_tokens"].as_u64()), (Some(0), Some(0)), "{meta}");
 }
 

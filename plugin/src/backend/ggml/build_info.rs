@@ -1,7 +1,10 @@
-//! What llama.cpp records about the sources it was built from (its `common/build-info.cpp`,
-//! in libllama-common): reported in output 1 as `llama_build_number` and `llama_commit`, the
-//! keys WasmEdge's plugin puts there and LlamaEdge's `get_plugin_info` requires. Built from
-//! a crate's sources (no git), llama.cpp itself says build 0, commit "unknown".
+//! What llama.cpp records about the sources it was built from, reported in output 1:
+//! - `llama_build_number` and `llama_commit` (its `common/build-info.cpp`, in libllama-common),
+//!   the keys WasmEdge's plugin puts there and LlamaEdge's `get_plugin_info` requires. llama.cpp
+//!   takes them from git when it is built; built from a crate's sources (no git), it says
+//!   build 0, commit "unknown".
+//! - `llama_version` and `ggml_version`: the versions written in the sources themselves
+//!   (`LLAMA_VERSION_*` and `GGML_VERSION_*` in their CMakeLists), which a crate's sources keep.
 
 use once_cell::sync::Lazy;
 use std::ffi::{c_char, c_int, CStr};
@@ -16,6 +19,10 @@ extern "C" {
 pub struct BuildInfo {
     pub number: u64,
     pub commit: String,
+    /// llama.cpp's own version, e.g. "0.6.0-dev".
+    pub version: String,
+    /// ggml's, e.g. "0.26.0".
+    pub ggml_version: String,
 }
 
 pub fn get() -> &'static BuildInfo {
@@ -29,7 +36,16 @@ pub fn get() -> &'static BuildInfo {
             // SAFETY: non-null, and a string literal (see above).
             unsafe { CStr::from_ptr(commit) }.to_string_lossy().into_owned()
         };
-        BuildInfo { number: u64::try_from(number).unwrap_or(0), commit }
+        // SAFETY: both return pointers to static NUL-terminated strings.
+        let (version, ggml_version) = unsafe {
+            (CStr::from_ptr(llama_cpp_sys_2::llama_version()), CStr::from_ptr(llama_cpp_sys_2::ggml_version()))
+        };
+        BuildInfo {
+            number: u64::try_from(number).unwrap_or(0),
+            commit,
+            version: version.to_string_lossy().into_owned(),
+            ggml_version: ggml_version.to_string_lossy().into_owned(),
+        }
     });
     &INFO
 }
@@ -39,14 +55,12 @@ pub fn get() -> &'static BuildInfo {
 /// by any other build is never restored.
 pub fn state_producer() -> &'static str {
     static TEXT: Lazy<String> = Lazy::new(|| {
-        // SAFETY: both return pointers to static NUL-terminated strings.
-        let (version, commit) = unsafe {
-            (CStr::from_ptr(llama_cpp_sys_2::ggml_version()), CStr::from_ptr(llama_cpp_sys_2::ggml_commit()))
-        };
+        // SAFETY: a pointer to a static NUL-terminated string.
+        let commit = unsafe { CStr::from_ptr(llama_cpp_sys_2::ggml_commit()) };
         format!(
             "llama-cpp-sys-2 {}, ggml {} ({}), wasmedge-nn {}",
             env!("LLAMA_CPP_SYS_VERSION"),
-            version.to_string_lossy(),
+            get().ggml_version,
             commit.to_string_lossy(),
             env!("CARGO_PKG_VERSION")
         )

@@ -273,6 +273,8 @@ impl GgmlContext {
             "last_error": self.last_error,
             "llama_build_number": build.number,
             "llama_commit": build.commit,
+            "llama_version": build.version,
+            "ggml_version": build.ggml_version,
         })
         .to_string()
     }
