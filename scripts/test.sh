@@ -6,9 +6,12 @@
 # Extra arguments go to cargo test (e.g. a test name) and skip the container and fuzzing.
 set -euo pipefail
 started=${NN_RUN_STARTED:-$(date +%s)}
+# Where the time goes, phase by phase (.ci/run repeats these lines at the end).
+phase() { echo "[test] $(( ($(date +%s) - started) / 60 )) minutes so far: $*" >&2; }
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 bash "$ROOT/scripts/setup.sh"
 bash "$ROOT/scripts/setup-tests.sh"
+phase "set up; building"
 bash "$ROOT/scripts/build.sh"
 # Again, now that WasmEdge is installed: the test runner for binaries linking libwasmedge.
 . "$ROOT/scripts/env.sh"
@@ -30,8 +33,10 @@ tests=(--release --locked --workspace --exclude wasmedge-nn-whisper --exclude wh
 tests_llama=$(cargo test --no-run "${tests[@]}" --message-format=json-render-diagnostics | llama_out_dir)
 [ "$tests_llama" = "$(cat "$CARGO_TARGET_DIR/plugin-llama-build")" ] \
   || echo "warning: the tests build llama.cpp apart from the plugin's ($tests_llama): features differ" >&2
+phase "built; the tests"
 cargo test "${tests[@]}" "$@" -- --test-threads=1
 if [ $# -eq 0 ]; then
+  phase "the CLI tests again, on WasmEdge 0.17"
   # The same plugin and guests on WasmEdge 0.17 (plugin API 5, 64-bit memory offsets): every
   # test that drives the wasmedge CLI, again.
   WASMEDGE_BIN=$NN_CACHE/wasmedge-0.17.1/bin/wasmedge \
@@ -45,6 +50,7 @@ if [ $# -eq 0 ]; then
   ( cd "$ROOT/guest-examples" && cargo test --locked -p server-api --target "$(rustc -vV | sed -n 's/^host: //p')" )
 fi
 if [ $# -eq 0 ]; then
+  phase "the demo"
   # The README's demo as a new user runs it: the native build (llama.cpp compiled for this
   # CPU, linked into the plugin) answers its question.
   demo_out=$(bash "$ROOT/scripts/demo.sh")
@@ -53,6 +59,7 @@ if [ $# -eq 0 ]; then
   echo "demo: the native build answered: $(head -n1 <<<"$demo_out")"
 fi
 if [ $# -eq 0 ] && [ "${FUZZ_SECONDS:-60}" -gt 0 ]; then
+  phase "fuzzing"
   bash "$ROOT/scripts/fuzz.sh" "${FUZZ_SECONDS:-60}"
 fi
 # The container image, then its health check, chat and transcribe examples. CONTAINER_CHECK:
@@ -61,14 +68,16 @@ fi
 #             mounts hold a build);
 #   prebuilt  assembled from the files built above (about a minute);
 #   auto      (the default) source when this run has so far taken under
-#             CONTAINER_SOURCE_MINUTES (55) since NN_RUN_STARTED (epoch seconds; .ci/run sets
-#             it) or this script's start, else prebuilt: CI's 90 minutes fit either way;
+#             CONTAINER_SOURCE_MINUTES (40) since NN_RUN_STARTED (epoch seconds; .ci/run sets
+#             it) or this script's start, else prebuilt. A cold run reaches this point after
+#             about 47 minutes on 2 cores and its image build takes 19 more (66 in all, of CI's
+#             90): it takes the prebuilt path; a run with warm caches builds from source;
 #   0         no container check.
 if [ $# -eq 0 ]; then
   check=${CONTAINER_CHECK:-auto}
   if [ "$check" = auto ]; then
     elapsed=$(( ($(date +%s) - started) / 60 ))
-    if [ "$elapsed" -lt "${CONTAINER_SOURCE_MINUTES:-55}" ]; then check=source; else check=prebuilt; fi
+    if [ "$elapsed" -lt "${CONTAINER_SOURCE_MINUTES:-40}" ]; then check=source; else check=prebuilt; fi
     echo "[test] $elapsed minutes so far: the container check builds the image from $check" >&2
   fi
   case $check in
@@ -80,3 +89,4 @@ if [ $# -eq 0 ]; then
     *) echo "CONTAINER_CHECK is auto, source, prebuilt or 0, not $check" >&2; exit 1 ;;
   esac
 fi
+phase "done"
