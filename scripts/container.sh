@@ -25,13 +25,7 @@ IMAGE=${IMAGE:-localhost/wasmedge-nn:latest}
 BASE=debian:trixie-slim   # the Dockerfile's FROM
 
 SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
-missing=()
-for p in buildah podman runc debootstrap uidmap; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
-if [ ${#missing[@]} -gt 0 ]; then
-  log "installing ${missing[*]}"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+apt_install container -- buildah podman runc debootstrap uidmap
 
 # Private storage and settings: runc (crun fails on hybrid cgroup hosts), no registries.
 C=$NN_CACHE/containers

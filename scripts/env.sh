@@ -62,6 +62,22 @@ build_whisper() {
 # the plugin opens here, so the two compute alike.
 WHISPER_NATIVE=${WHISPER_NATIVE:-$CARGO_TARGET_DIR/whisper-$(whisper_level_here)/release/whisper-native}
 export WHISPER_NATIVE
+# Install the Debian packages named that are not installed: apt_install LOG-TAG [APT-OPTION...]
+# -- PACKAGE... . "Installed" is dpkg's "install ok installed": `dpkg -s` also succeeds for a
+# package removed but not purged (its configuration files left), which has no programs.
+apt_install() {
+  local tag=$1; shift
+  local opts=() p missing=()
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do opts+=("$1"); shift; done; [ $# -gt 0 ] && shift
+  for p in "$@"; do
+    [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ] || missing+=("$p")
+  done
+  [ ${#missing[@]} -gt 0 ] || return 0
+  local sudo=; [ "$(id -u)" = 0 ] || sudo=sudo
+  echo "[$tag] installing ${missing[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${opts[@]}" "${missing[@]}" >/dev/null
+}
 # The Debian mirror apt already uses (DEBIAN_MIRROR overrides), for other releases' packages
 # and debootstrap; empty when none is found.
 debian_mirror() {

@@ -19,14 +19,7 @@ fi
 bash "$ROOT/scripts/install-wasmedge.sh" 0.17.1
 
 PKGS=(chromium chromium-driver python3-venv)
-missing=()
-for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
-if [ ${#missing[@]} -gt 0 ]; then
-  SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
-  log "installing ${missing[*]}"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+apt_install setup-tests --no-install-recommends -- "${PKGS[@]}"
 
 OPENAI_VERSION=3.63.0
 SELENIUM_VERSION=4.50.0

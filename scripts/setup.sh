@@ -11,14 +11,7 @@ set -euo pipefail
 log() { echo "[setup] $*" >&2; }
 
 PKGS=(build-essential cmake clang libclang-dev pkg-config patchelf unzip ca-certificates python3-pip python3-venv libfontconfig1-dev libfreetype-dev fonts-dejavu-core)
-missing=()
-for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
-if [ ${#missing[@]} -gt 0 ]; then
-  SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
-  log "installing ${missing[*]}"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+apt_install setup -- "${PKGS[@]}"
 
 command -v cargo >/dev/null || { log "Rust is needed: install it with rustup (https://rustup.rs)"; exit 1; }
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1; then
