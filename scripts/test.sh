@@ -7,7 +7,7 @@
 set -euo pipefail
 started=${NN_RUN_STARTED:-$(date +%s)}
 # Where the time goes, phase by phase (.ci/run repeats these lines at the end).
-phase() { echo "[test] $(( ($(date +%s) - started) / 60 )) minutes so far: $*" >&2; }
+phase() { echo "[test] at minute $(( ($(date +%s) - started) / 60 )): $*" >&2; }
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 bash "$ROOT/scripts/setup.sh"
 bash "$ROOT/scripts/setup-tests.sh"
@@ -78,7 +78,7 @@ if [ $# -eq 0 ]; then
   if [ "$check" = auto ]; then
     elapsed=$(( ($(date +%s) - started) / 60 ))
     if [ "$elapsed" -lt "${CONTAINER_SOURCE_MINUTES:-40}" ]; then check=source; else check=prebuilt; fi
-    echo "[test] $elapsed minutes so far: the container check builds the image from $check" >&2
+    echo "[test] at minute $elapsed: the container check builds the image from $check" >&2
   fi
   case $check in
     source) bash "$ROOT/scripts/container.sh"
