@@ -83,7 +83,10 @@ fi
 certs=()
 [ -d /usr/local/share/ca-certificates ] && certs=(-v /usr/local/share/ca-certificates:/usr/local/share/ca-certificates:ro)
 # Docker's image format: OCI images cannot carry the HEALTHCHECK.
-buildah bud --pull=never --runtime runc --layers --format docker "${certs[@]}" "${files[@]}" -t "$IMAGE" "$ROOT"
+# buildah keeps RUN --mount=type=cache folders (cargo's registry and target: gigabytes) under
+# $TMPDIR, /var/tmp by default: they go beside the image storage instead.
+mkdir -p "$C/tmp"
+TMPDIR=$C/tmp buildah bud --pull=never --runtime runc --layers --format docker "${certs[@]}" "${files[@]}" -t "$IMAGE" "$ROOT"
 podman images --format '{{.Repository}}:{{.Tag}} {{.Size}}' "$IMAGE"
 # Each build of changed sources leaves the previous build's layers behind (2 GB for the build
 # stage); the ones older than two days go, so the cache does not grow without end.
