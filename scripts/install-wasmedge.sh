@@ -116,7 +116,7 @@ if [ "${ID:-}" != debian ]; then
 fi
 MIRROR=$(debian_mirror)
 [ -n "$MIRROR" ] || { log "set DEBIAN_MIRROR to your Debian mirror"; exit 1; }
-command -v patchelf >/dev/null || { $SUDO apt-get update -qq; $SUDO apt-get install -y -qq patchelf >/dev/null; }
+apt_install install-wasmedge -- patchelf
 
 log "unpacking Debian $SUITE's WasmEdge $WANT into $PREFIX (from $MIRROR)"
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT

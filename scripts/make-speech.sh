@@ -12,12 +12,7 @@ set -euo pipefail
 OUT=${1:-$ROOT/test-models/speech}
 log() { echo "[make-speech] $*" >&2; }
 
-if ! command -v espeak-ng >/dev/null || ! command -v sox >/dev/null; then
-  SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
-  log "installing espeak-ng and sox"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq espeak-ng sox >/dev/null
-fi
+apt_install make-speech -- espeak-ng sox
 
 mkdir -p "$OUT"
 TMP=$(mktemp -d); trap 'rm -rf "$TMP"' EXIT
